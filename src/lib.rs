@@ -1,0 +1,22 @@
+//! sluice: a resilient, upstream-aware TCP port forwarder.
+//!
+//! The path of one connection, and the module that owns each step:
+//!
+//! - [`config`]: the TOML file, validated in one pass into runtime types.
+//! - [`route`]: one listener per route address; accepts and hands each client on.
+//! - [`upstream`]: pools of members, their eligibility (health, drain), tier choice and the
+//!   balancers that pick one member.
+//! - [`health`]: one heartbeat task per member flipping its health after rise/fall probes.
+//! - [`relay`]: copies both directions with half-close and idle timeout.
+//! - [`server`]: builds everything from a [`config::Config`] and runs it until shutdown.
+//! - [`telemetry`]: metric names and logging.
+//!
+//! `main.rs` is a thin CLI over [`server::Server`]; integration tests drive the same type.
+
+pub mod config;
+pub mod health;
+pub mod relay;
+pub mod route;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,1 @@
+//! Routes: listeners and the accept loop.

@@ -1,0 +1,3 @@
+//! Telemetry: metric names, logging setup.
+
+pub mod metrics;
