@@ -14,9 +14,12 @@
 //! `main.rs` is a thin CLI over [`server::Server`]; integration tests drive the same type.
 
 pub mod config;
+pub mod connect;
 pub mod health;
 pub mod relay;
 pub mod route;
 pub mod server;
+
+pub use server::{RunSummary, Server, ServerError, Shutdown};
 pub mod telemetry;
 pub mod upstream;

@@ -1,1 +1,192 @@
-fn main() {}
+//! The `sluice` command: CLI parsing, logging setup, signals and exit codes.
+//!
+//! Exit codes: 0 after a clean run or a valid `check`; 64 (`EX_USAGE`) for a bad config or bad
+//! arguments; 1 for a runtime failure such as a port already in use.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use sluice::config::{self, Config};
+use sluice::{Server, Shutdown};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+const EX_USAGE: u8 = 64;
+/// Where `sluice run` looks when no `--config` is given, in order.
+const DEFAULT_CONFIGS: [&str; 2] = ["config/sluice.toml", "/etc/sluice/sluice.toml"];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A resilient, upstream-aware TCP port forwarder"
+)]
+struct Cli {
+    /// Log format on stderr; RUST_LOG sets the filter (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run with a config file (default: config/sluice.toml, then /etc/sluice/sluice.toml).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and print a summary, or every problem found (exit 64).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Forward one listen address to upstreams without a config file.
+    Forward {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (repeatable).
+        #[arg(long, required = true)]
+        listen: Vec<String>,
+        /// Primary upstream host:port (repeatable).
+        #[arg(long, required = true)]
+        upstream: Vec<String>,
+        /// Backup upstream host:port, used when no primary is healthy (repeatable).
+        #[arg(long)]
+        backup: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let config = match &cli.command {
+        Command::Check { config } => return check(config),
+        Command::Run { config } => load(config.as_deref()),
+        Command::Forward {
+            listen,
+            upstream,
+            backup,
+        } => config::forward(listen, upstream, backup),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors.iter() {
+                error!("{e}");
+            }
+            eprintln!("{errors}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match config::from_file(path) {
+        Ok(config) => {
+            println!("{}: ok: {}", config.source_name(), config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            println!("{errors}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
+    if let Some(path) = path {
+        return config::from_file(path);
+    }
+    let found = DEFAULT_CONFIGS.iter().map(Path::new).find(|p| p.exists());
+    match found {
+        Some(path) => config::from_file(path),
+        None => Err(config::ConfigError::at_file(
+            "sluice",
+            format!(
+                "no config found at {}; pass --config FILE",
+                DEFAULT_CONFIGS.join(" or ")
+            ),
+        )
+        .into()),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let source = config.source_name();
+        let server = Server::bind(config)
+            .await
+            .with_context(|| format!("starting from {source}"))?;
+        let shutdown = Shutdown::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        let summary = server.run(shutdown).await;
+        if summary.cut > 0 {
+            warn!(cut = summary.cut, "connections cut at shutdown");
+        }
+        Ok(())
+    })
+}
+
+/// First SIGTERM/SIGINT: graceful stop. Second: cut live connections now.
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stop sluice with SIGKILL");
+        return;
+    };
+    let mut seen = 0;
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        seen += 1;
+        if seen == 1 {
+            info!(signal = name, "shutdown requested: draining");
+            shutdown.stop();
+        } else {
+            warn!(
+                signal = name,
+                "second shutdown signal: cutting live connections"
+            );
+            shutdown.cut_now();
+            return;
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}

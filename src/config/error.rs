@@ -1,23 +1,115 @@
-//! Config errors.
+//! Config errors: each names the file, where in it, the offending value and why.
+//!
+//! `sluice check`, startup and reload all print these, one per line, so the format is the
+//! user interface: `sluice.toml: routes.web.pool = "wbe": no such pool (defined: db, web)`.
+
 use std::fmt;
+
+/// Where in the file a problem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The file as a whole (it cannot be read, or has no routes).
+    File,
+    /// A TOML syntax error, 1-based.
+    Position { line: usize, column: usize },
+    /// A key path such as `pools.web.members[1].weight`, with the value found there
+    /// rendered as TOML (`None` when the key is missing).
+    Key { path: String, value: Option<String> },
+}
+
 /// One problem in a config file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The file name as the user knows it (`sluice.toml`, or `<command line>`).
     pub file: String,
-    pub key: String,
-    pub value: Option<String>,
+    pub location: Location,
     pub reason: String,
 }
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.file, self.key)?;
-        if let Some(v) = &self.value {
-            write!(f, " = {v}")?;
+
+impl ConfigError {
+    pub fn at_key(
+        file: &str,
+        path: impl Into<String>,
+        value: Option<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.to_string(),
+            location: Location::Key {
+                path: path.into(),
+                value,
+            },
+            reason: reason.into(),
         }
-        write!(f, ": {}", self.reason)
+    }
+
+    pub fn at_file(file: &str, reason: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            location: Location::File,
+            reason: reason.into(),
+        }
+    }
+
+    /// The key path this error is about, if it is about a key.
+    pub fn key(&self) -> Option<&str> {
+        match &self.location {
+            Location::Key { path, .. } => Some(path),
+            _ => None,
+        }
     }
 }
-/// Every problem found.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file)?;
+        match &self.location {
+            Location::File => {}
+            Location::Position { line, column } => write!(f, "line {line}, column {column}: ")?,
+            Location::Key { path, value: None } => write!(f, "{path}: ")?,
+            Location::Key {
+                path,
+                value: Some(value),
+            } => write!(f, "{path} = {value}: ")?,
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// Every problem found in one config, in the order found.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}

@@ -7,6 +7,7 @@
 //! re-check ranges or cross references.
 
 mod error;
+mod parse;
 pub mod schema;
 mod validate;
 
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, Location};
 pub use validate::{from_file, from_str};
 
 /// Default grace period given to live connections on shutdown.
@@ -146,7 +147,7 @@ pub struct MemberConfig {
 }
 
 /// Which balancer picks among eligible members.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BalanceKind {
     /// Smooth weighted round robin (nginx's algorithm).
@@ -173,7 +174,7 @@ impl BalanceKind {
 }
 
 /// What a pool does when no member of any tier is eligible.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AllDown {
     /// Refuse the connection at once with a logged reason.
@@ -220,4 +221,31 @@ impl Default for HealthConfig {
             expect: None,
         }
     }
+}
+
+/// The config of `sluice forward`: one route named `forward` over one pool of the given
+/// primaries (tier 0) and backups (tier 1), with every default a config file would get. It is
+/// built as TOML text and validated like a file, so the one-liner and a file can never differ.
+pub fn forward(
+    listen: &[String],
+    upstreams: &[String],
+    backups: &[String],
+) -> Result<Config, ConfigErrors> {
+    let quote = |s: &String| toml::Value::String(s.clone()).to_string();
+    let listen: Vec<String> = listen.iter().map(quote).collect();
+    let members: Vec<String> = upstreams
+        .iter()
+        .map(|a| format!("{{ addr = {} }}", quote(a)))
+        .chain(
+            backups
+                .iter()
+                .map(|a| format!("{{ addr = {}, tier = 1 }}", quote(a))),
+        )
+        .collect();
+    let text = format!(
+        "[routes.forward]\nlisten = [{}]\npool = \"forward\"\n\n[pools.forward]\nmembers = [{}]\n",
+        listen.join(", "),
+        members.join(", ")
+    );
+    from_str(&text, None)
 }

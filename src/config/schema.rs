@@ -1,1 +1,138 @@
-//! File schema.
+//! The config file as serde sees it: one struct per TOML table, every one denying unknown keys.
+//!
+//! Fields are `Option` even where the key is required: `validate` removes a key whose value
+//! serde rejects and deserializes again, so that one bad value does not hide the problems after
+//! it. Required keys are enforced by `validate`, which also owns every range and cross-reference
+//! rule. Leaf values that need parsing with a good error message (durations, addresses,
+//! percentages, byte strings) stay strings here and are parsed there.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::{AllDown, BalanceKind};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub shutdown_grace: Option<HumanDuration>,
+    pub seed: Option<u64>,
+    pub admin: Option<AdminFile>,
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteFile>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolFile>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: Option<String>,
+    pub allow_remote: Option<bool>,
+}
+
+/// `[routes.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub listen: Option<OneOrMany>,
+    pub pool: Option<String>,
+    pub connect_timeout: Option<HumanDuration>,
+    pub idle_timeout: Option<HumanDuration>,
+    pub backlog: Option<i64>,
+    pub buffer_size: Option<i64>,
+}
+
+/// `[pools.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolFile {
+    pub balance: Option<BalanceKind>,
+    pub members: Option<Vec<MemberFile>>,
+    pub health: Option<HealthFile>,
+    pub min_healthy: Option<i64>,
+    pub all_down: Option<AllDown>,
+    pub slow_start: Option<HumanDuration>,
+}
+
+/// One entry of `pools.NAME.members`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberFile {
+    pub addr: Option<String>,
+    pub weight: Option<i64>,
+    pub tier: Option<i64>,
+}
+
+/// `[pools.NAME.health]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    /// `false` turns health checking off: every member counts as up.
+    pub enabled: Option<bool>,
+    pub interval: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+    /// `"10%"`.
+    pub jitter: Option<String>,
+    pub fast_interval: Option<HumanDuration>,
+    pub init_state: Option<InitState>,
+    /// Text, or `hex:...` for binary.
+    pub send: Option<String>,
+    pub expect: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitState {
+    Up,
+    Down,
+}
+
+/// A string or an array of strings (`listen`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an address string or an array of address strings"
+)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A duration written for humans ("250ms", "5s", "1m30s"), parsed by `humantime` so a typo
+/// reports humantime's own explanation rather than serde's "expected a duration".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+
+        impl Visitor<'_> for DurationVisitor {
+            type Value = HumanDuration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"250ms\", \"5s\" or \"1m30s\"")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(text)
+                    .map(HumanDuration)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "not a duration ({e}); write e.g. \"250ms\", \"5s\" or \"1m30s\""
+                        ))
+                    })
+            }
+        }
+
+        deserializer.deserialize_str(DurationVisitor)
+    }
+}

@@ -1,5 +1,527 @@
-//! Validation.
+//! File types to runtime types, in one pass that reports every problem it finds.
+//!
+//! This is the only home of range rules and cross references (a route's pool exists, listen
+//! addresses are unique, member tiers have no gaps). `sluice check`, startup and reload all call
+//! [`from_file`], so they print the same messages.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use super::{Config, ConfigErrors};
-pub fn from_file(_path: &Path) -> Result<Config, ConfigErrors> { unimplemented!() }
-pub fn from_str(_text: &str, _source: Option<&Path>) -> Result<Config, ConfigErrors> { unimplemented!() }
+use std::time::Duration;
+
+use super::parse::{self, Parsed};
+use super::schema::{
+    FileConfig, HealthFile, HumanDuration, InitState, MemberFile, PoolFile, RouteFile,
+};
+use super::{
+    AdminConfig, AllDown, BalanceKind, Config, ConfigError, ConfigErrors, DEFAULT_BACKLOG,
+    DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    HealthConfig, MAX_WEIGHT, MemberConfig, PoolConfig, RelayConfig, RouteConfig, source_name,
+};
+
+/// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
+const MAX_TIER: i64 = 15;
+
+/// Reads and validates a config file.
+pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::at_file(&path.display().to_string(), format!("cannot read: {e}"))
+    })?;
+    from_str(&text, Some(path))
+}
+
+/// Validates config text; `source` names it in messages and in [`Config::source`].
+pub fn from_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let file = source_name(source);
+    let Parsed {
+        file: parsed,
+        errors,
+        removed,
+    } = parse::parse(text, &file).map_err(ConfigErrors)?;
+    let mut v = Validator {
+        file,
+        errors,
+        removed,
+    };
+    let config = v.config(parsed, source);
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+struct Validator {
+    file: String,
+    errors: Vec<ConfigError>,
+    /// Keys the structural pass already reported and removed; not reported again as missing.
+    removed: HashSet<String>,
+}
+
+// === impl Validator ===
+
+impl Validator {
+    fn error(&mut self, path: impl Into<String>, value: Option<String>, reason: impl Into<String>) {
+        self.errors
+            .push(ConfigError::at_key(&self.file, path, value, reason));
+    }
+
+    fn missing(&mut self, path: String, reason: &str) {
+        if !self.removed.contains(&path) {
+            self.error(path, None, reason);
+        }
+    }
+
+    fn config(&mut self, file: FileConfig, source: Option<&Path>) -> Config {
+        let admin = file.admin.and_then(|a| self.admin(a));
+        if file.routes.is_empty() && !self.removed.contains("routes") {
+            self.errors.push(ConfigError::at_file(
+                &self.file,
+                "no routes defined; add a [routes.NAME] table with listen and pool",
+            ));
+        }
+        let defined_pools: Vec<&str> = file.pools.keys().map(String::as_str).collect();
+        let defined = defined_pools.join(", ");
+        let mut routes = Vec::new();
+        let mut listen_owner: HashMap<SocketAddr, String> = HashMap::new();
+        for (name, route) in &file.routes {
+            if let Some(r) = self.route(name, route, &defined_pools, &defined, &mut listen_owner) {
+                routes.push(r);
+            }
+        }
+        let pools = file
+            .pools
+            .into_iter()
+            .filter_map(|(name, pool)| self.pool(name, pool))
+            .collect();
+        Config {
+            source: source.map(Path::to_path_buf),
+            shutdown_grace: file.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
+            seed: file.seed,
+            admin,
+            routes,
+            pools,
+        }
+    }
+
+    fn admin(&mut self, admin: super::schema::AdminFile) -> Option<AdminConfig> {
+        let allow_remote = admin.allow_remote.unwrap_or(false);
+        let Some(listen) = admin.listen else {
+            self.missing(
+                "admin.listen".into(),
+                "missing key; e.g. listen = \"127.0.0.1:9901\"",
+            );
+            return None;
+        };
+        let addr = self.socket_addr("admin.listen", &listen)?;
+        if !addr.ip().is_loopback() && !allow_remote {
+            self.error(
+                "admin.listen",
+                Some(quote(&listen)),
+                "not a loopback address; the admin API can drain members and reload, so set admin.allow_remote = true to expose it",
+            );
+            return None;
+        }
+        Some(AdminConfig {
+            listen: addr,
+            allow_remote,
+        })
+    }
+
+    fn route(
+        &mut self,
+        name: &str,
+        route: &RouteFile,
+        pools: &[&str],
+        defined: &str,
+        listen_owner: &mut HashMap<SocketAddr, String>,
+    ) -> Option<RouteConfig> {
+        let key = |k: &str| format!("routes.{name}.{k}");
+        let mut ok = true;
+
+        let mut listen = Vec::new();
+        match &route.listen {
+            None => {
+                self.missing(
+                    key("listen"),
+                    "missing key; e.g. listen = \"127.0.0.1:8080\"",
+                );
+                ok = false;
+            }
+            Some(l) => {
+                let addrs = match l {
+                    super::schema::OneOrMany::One(s) => vec![s.clone()],
+                    super::schema::OneOrMany::Many(v) => v.clone(),
+                };
+                if addrs.is_empty() {
+                    self.error(
+                        key("listen"),
+                        Some("[]".into()),
+                        "needs at least one address",
+                    );
+                    ok = false;
+                }
+                for text in addrs {
+                    let Some(addr) = self.socket_addr(&key("listen"), &text) else {
+                        ok = false;
+                        continue;
+                    };
+                    // Port 0 asks the kernel for a free port, so it never collides.
+                    if addr.port() != 0 {
+                        if let Some(owner) = listen_owner.get(&addr) {
+                            let reason = format!("address already used by {owner}");
+                            self.error(key("listen"), Some(quote(&text)), reason);
+                            ok = false;
+                            continue;
+                        }
+                        listen_owner.insert(addr, format!("routes.{name}"));
+                    }
+                    listen.push(addr);
+                }
+            }
+        }
+
+        let pool = match &route.pool {
+            None => {
+                self.missing(key("pool"), "missing key: the pool this route forwards to");
+                None
+            }
+            Some(p) if !pools.contains(&p.as_str()) => {
+                let reason = if pools.is_empty() {
+                    "no such pool (no pools are defined)".to_string()
+                } else {
+                    format!("no such pool (defined: {defined})")
+                };
+                self.error(key("pool"), Some(quote(p)), reason);
+                None
+            }
+            Some(p) => Some(p.clone()),
+        };
+
+        let connect_timeout = route
+            .connect_timeout
+            .map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0);
+        if connect_timeout.is_zero() {
+            self.error(
+                key("connect_timeout"),
+                Some("\"0s\"".into()),
+                "must be greater than zero",
+            );
+            ok = false;
+        }
+        let idle_timeout = match route.idle_timeout {
+            None => Some(DEFAULT_IDLE_TIMEOUT),
+            Some(HumanDuration(d)) if d.is_zero() => None,
+            Some(HumanDuration(d)) => Some(d),
+        };
+        let backlog = self.int_in(
+            &key("backlog"),
+            route.backlog,
+            DEFAULT_BACKLOG as i64,
+            1,
+            65_535,
+        );
+        let buffer_size = self.int_in(
+            &key("buffer_size"),
+            route.buffer_size,
+            DEFAULT_BUFFER_SIZE as i64,
+            1024,
+            1 << 20,
+        );
+
+        let (Some(pool), Some(backlog), Some(buffer_size), true) = (pool, backlog, buffer_size, ok)
+        else {
+            return None;
+        };
+        Some(RouteConfig {
+            name: name.to_string(),
+            listen,
+            pool,
+            connect_timeout,
+            idle_timeout,
+            backlog: backlog as u32,
+            relay: RelayConfig {
+                buffer_size: buffer_size as usize,
+            },
+        })
+    }
+
+    fn pool(&mut self, name: String, pool: PoolFile) -> Option<PoolConfig> {
+        let key = |k: &str| format!("pools.{name}.{k}");
+        let error_count = self.errors.len();
+        let pool_has_members_key = pool.members.is_some();
+
+        let members_file = pool.members.unwrap_or_default();
+        if members_file.is_empty() {
+            let path = key("members");
+            if pool_has_members_key {
+                self.error(path, Some("[]".into()), "a pool needs at least one member");
+            } else {
+                self.missing(path, "missing key: a pool needs at least one member");
+            }
+        }
+        // Tiers as written, so a member rejected for another reason does not fake a gap.
+        let tiers: BTreeSet<u8> = members_file
+            .iter()
+            .filter_map(|m| u8::try_from(m.tier.unwrap_or(0)).ok())
+            .filter(|&t| i64::from(t) <= MAX_TIER)
+            .collect();
+        let members: Vec<MemberConfig> = members_file
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, member)| self.member(&format!("pools.{name}.members[{i}]"), member))
+            .collect();
+
+        let mut seen = HashMap::new();
+        for (i, m) in members.iter().enumerate() {
+            if let Some(first) = seen.insert(m.addr, i) {
+                self.error(
+                    format!("pools.{name}.members[{i}].addr"),
+                    Some(quote(&m.name)),
+                    format!("duplicate member (same address as members[{first}])"),
+                );
+            }
+        }
+        if let Some(&max) = tiers.iter().next_back() {
+            let missing: Vec<String> = (0..=max)
+                .filter(|t| !tiers.contains(t))
+                .map(|t| t.to_string())
+                .collect();
+            if !missing.is_empty() {
+                let used: Vec<String> = tiers.iter().map(|t| t.to_string()).collect();
+                self.error(
+                    key("members"),
+                    None,
+                    format!(
+                        "tier gap: no member has tier {} (tiers used: {}); tiers must count up from 0 (primary)",
+                        missing.join(", "),
+                        used.join(", ")
+                    ),
+                );
+            }
+        }
+
+        let primaries = members.iter().filter(|m| m.tier == 0).count() as i64;
+        let min_healthy = self.int_in(&key("min_healthy"), pool.min_healthy, 1, 1, i64::MAX);
+        if let Some(n) = min_healthy {
+            if primaries > 0 && n > primaries {
+                self.error(
+                    key("min_healthy"),
+                    Some(n.to_string()),
+                    format!("exceeds the {primaries} primary (tier 0) members, so backups would always take traffic"),
+                );
+            }
+        }
+
+        let health = match pool.health {
+            Some(h) => self.health(&format!("pools.{name}.health"), h),
+            None => Some(Some(HealthConfig::default())),
+        };
+        let slow_start = pool.slow_start.map(|d| d.0).filter(|d| !d.is_zero());
+
+        if self.errors.len() != error_count {
+            return None;
+        }
+        Some(PoolConfig {
+            name,
+            balance: pool.balance.unwrap_or(BalanceKind::RoundRobin),
+            members,
+            health: health?,
+            min_healthy: min_healthy? as usize,
+            all_down: pool.all_down.unwrap_or(AllDown::Reject),
+            slow_start,
+        })
+    }
+
+    fn member(&mut self, path: &str, member: MemberFile) -> Option<MemberConfig> {
+        let weight = self.int_in(
+            &format!("{path}.weight"),
+            member.weight,
+            1,
+            1,
+            MAX_WEIGHT as i64,
+        );
+        let tier = self.int_in(&format!("{path}.tier"), member.tier, 0, 0, MAX_TIER);
+        let Some(name) = member.addr else {
+            self.missing(
+                format!("{path}.addr"),
+                "missing key; e.g. addr = \"127.0.0.1:9001\"",
+            );
+            return None;
+        };
+        let addr = self.resolve(&format!("{path}.addr"), &name)?;
+        Some(MemberConfig {
+            name,
+            addr,
+            weight: weight? as u32,
+            tier: tier? as u8,
+        })
+    }
+
+    /// `Some(None)`: health checks explicitly disabled; `None`: invalid.
+    fn health(&mut self, path: &str, h: HealthFile) -> Option<Option<HealthConfig>> {
+        let key = |k: &str| format!("{path}.{k}");
+        if h.enabled == Some(false) {
+            return Some(None);
+        }
+        let defaults = HealthConfig::default();
+        let error_count = self.errors.len();
+        let interval = self.positive(&key("interval"), h.interval, defaults.interval);
+        let timeout = self.positive(&key("timeout"), h.timeout, defaults.timeout);
+        let fast_default = defaults.fast_interval.min(interval);
+        let fast_interval = self.positive(&key("fast_interval"), h.fast_interval, fast_default);
+        let rise = self.int_in(&key("rise"), h.rise, defaults.rise as i64, 1, 100);
+        let fall = self.int_in(&key("fall"), h.fall, defaults.fall as i64, 1, 100);
+        let jitter = match h.jitter {
+            None => Some(defaults.jitter),
+            Some(text) => self.percent(&key("jitter"), &text, 50.0),
+        };
+        let send = h.send.and_then(|s| self.bytes(&key("send"), &s));
+        let expect = h.expect.and_then(|s| self.bytes(&key("expect"), &s));
+        if self.errors.len() != error_count {
+            return None;
+        }
+        Some(Some(HealthConfig {
+            interval,
+            timeout,
+            rise: rise? as u32,
+            fall: fall? as u32,
+            jitter: jitter?,
+            fast_interval,
+            init_up: h.init_state != Some(InitState::Down),
+            send,
+            expect,
+        }))
+    }
+
+    // --- leaf parsers: each reports its own problem and returns None on error ---
+
+    /// An integer in `min..=max`, or `default` when absent.
+    fn int_in(
+        &mut self,
+        path: &str,
+        value: Option<i64>,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        let v = value.unwrap_or(default);
+        if v < min || v > max {
+            let reason = if max == i64::MAX {
+                format!("must be at least {min}")
+            } else {
+                format!("must be between {min} and {max}")
+            };
+            self.error(path, Some(v.to_string()), reason);
+            return None;
+        }
+        Some(v)
+    }
+
+    fn positive(
+        &mut self,
+        path: &str,
+        value: Option<HumanDuration>,
+        default: Duration,
+    ) -> Duration {
+        let d = value.map_or(default, |d| d.0);
+        if d.is_zero() {
+            self.error(path, Some("\"0s\"".into()), "must be greater than zero");
+        }
+        d
+    }
+
+    /// `"10%"` as a fraction in `0..=max_percent/100`.
+    fn percent(&mut self, path: &str, text: &str, max_percent: f64) -> Option<f64> {
+        let parsed = text
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|p| (0.0..=max_percent).contains(p));
+        if parsed.is_none() {
+            let reason = format!("must be a percentage from 0% to {max_percent}%, e.g. \"10%\"");
+            self.error(path, Some(quote(text)), reason);
+        }
+        parsed.map(|p| p / 100.0)
+    }
+
+    /// Probe bytes: text as written, or `hex:...` for binary.
+    fn bytes(&mut self, path: &str, text: &str) -> Option<Vec<u8>> {
+        let bytes = match text.strip_prefix("hex:") {
+            Some(hex) => match decode_hex(hex) {
+                Ok(b) => b,
+                Err(reason) => {
+                    self.error(path, Some(quote(text)), reason);
+                    return None;
+                }
+            },
+            None => text.as_bytes().to_vec(),
+        };
+        if bytes.is_empty() {
+            self.error(
+                path,
+                Some(quote(text)),
+                "must not be empty; remove the key instead",
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// A literal `ip:port` (listen addresses are never resolved: binding to a name is ambiguous).
+    fn socket_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    path,
+                    Some(quote(text)),
+                    "not an IP address with port; write e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"",
+                );
+                None
+            }
+        }
+    }
+
+    /// A member address: `ip:port`, or `host:port` resolved now (first address wins).
+    fn resolve(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Some(addr);
+        }
+        let reason = match text.rsplit_once(':') {
+            None => "missing port; write host:port, e.g. \"127.0.0.1:9001\"".to_string(),
+            Some((host, port)) => match port.parse::<u16>() {
+                Err(_) => format!("bad port {port:?}; write host:port with a port from 0 to 65535"),
+                Ok(_) if host.parse::<IpAddr>().is_ok() => {
+                    "IPv6 addresses need brackets, e.g. \"[::1]:9001\"".to_string()
+                }
+                Ok(_) => match text.to_socket_addrs() {
+                    Ok(mut addrs) => match addrs.next() {
+                        Some(addr) => return Some(addr),
+                        None => format!("cannot resolve host {host:?}: no addresses"),
+                    },
+                    Err(e) => format!("cannot resolve host {host:?}: {e}"),
+                },
+            },
+        };
+        self.error(path, Some(quote(text)), reason);
+        None
+    }
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 {
+        return Err("hex needs an even number of digits".into());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
+            u8::from_str_radix(s, 16).map_err(|_| format!("{s:?} is not a hex byte"))
+        })
+        .collect()
+}

@@ -19,7 +19,7 @@ use crate::config::MemberConfig;
 pub struct Member {
     /// Position in the pool's member list; balancers answer with it.
     index: usize,
-    name: String,
+    name: Arc<str>,
     addr: SocketAddr,
     weight: u32,
     tier: u8,
@@ -37,7 +37,7 @@ impl Member {
     pub fn new(index: usize, config: &MemberConfig, initially_up: bool, epoch: Instant) -> Self {
         Self {
             index,
-            name: config.name.clone(),
+            name: config.name.as_str().into(),
             addr: config.addr,
             weight: config.weight,
             tier: config.tier,
@@ -57,6 +57,11 @@ impl Member {
     /// The address as the config wrote it (`host:port`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name, shared cheaply with errors and logs.
+    pub fn name_arc(&self) -> Arc<str> {
+        Arc::clone(&self.name)
     }
 
     pub fn addr(&self) -> SocketAddr {

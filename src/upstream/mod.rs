@@ -3,6 +3,7 @@
 pub mod balance;
 mod member;
 mod pool;
+mod tier;
 
 pub use member::{ActiveGuard, Member};
 pub use pool::{NoEligibleMember, Pool};

@@ -1,0 +1,136 @@
+//! The life of one client connection: connect stack, relay, a closing log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::connect::{ConnectError, ConnectRequest, ConnectStack, Fault};
+use crate::relay::{self, RelayEnd, RelaySettings, Side};
+use crate::telemetry::metrics as m;
+
+/// What a route's connections share.
+#[derive(Debug)]
+pub struct RouteContext {
+    pub name: Arc<str>,
+    pub connect: ConnectStack,
+    pub relay: RelaySettings,
+    /// Cancelled when the shutdown grace runs out: live relays end at once.
+    pub cut: CancellationToken,
+    /// Connections ended by `cut`, for the shutdown summary.
+    pub cut_count: Arc<AtomicUsize>,
+}
+
+/// How a connection ended, as counted in `sluice_connections_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    UpstreamError,
+    Timeout,
+    NoMember,
+    ClientError,
+    IdleTimeout,
+    Shutdown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::UpstreamError => "upstream_error",
+            Self::Timeout => "timeout",
+            Self::NoMember => "no_member",
+            Self::ClientError => "client_error",
+            Self::IdleTimeout => "idle_timeout",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one accepted client until both directions are done.
+pub(super) async fn serve(route: Arc<RouteContext>, client: TcpStream, peer: SocketAddr) {
+    let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!("conn", conn_id, route = %route.name, client = %peer, member = tracing::field::Empty);
+    let outcome = handle(&route, client, peer).instrument(span).await;
+    metrics::counter!(m::CONNECTIONS_TOTAL, "route" => route.name.to_string(), "outcome" => outcome.as_str())
+        .increment(1);
+}
+
+async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr) -> Outcome {
+    let started = Instant::now();
+    // Bytes the client sends meanwhile wait in its socket's receive buffer; nothing is lost.
+    let _ = client.set_nodelay(true);
+    let request = ConnectRequest {
+        client: peer,
+        tried: Vec::new(),
+    };
+    let connected = match route.connect.clone().oneshot(request).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Dropping the client socket closes it at once: the client learns now rather than
+            // after its own timeout.
+            warn!(reason = e.reason(), error = %e, "connect failed; closing client");
+            return match (&e, e.fault()) {
+                (ConnectError::Timeout { .. }, _) => Outcome::Timeout,
+                (_, Fault::Upstream) => Outcome::UpstreamError,
+                (_, Fault::Sluice) => Outcome::NoMember,
+            };
+        }
+    };
+    tracing::Span::current().record("member", connected.member().name());
+    let connect_time = connected.connect_time;
+    let report = relay::relay(
+        client,
+        connected.stream,
+        Vec::new(),
+        route.relay,
+        &route.cut,
+    )
+    .await;
+    drop(connected.guard);
+
+    let outcome = match &report.end {
+        RelayEnd::Completed => Outcome::Ok,
+        RelayEnd::IdleTimeout => Outcome::IdleTimeout,
+        RelayEnd::Cut => {
+            route.cut_count.fetch_add(1, Ordering::Relaxed);
+            Outcome::Shutdown
+        }
+        RelayEnd::Error {
+            side: Side::Client, ..
+        } => Outcome::ClientError,
+        RelayEnd::Error {
+            side: Side::Upstream,
+            ..
+        } => Outcome::UpstreamError,
+    };
+    metrics::counter!(m::BYTES_TOTAL, "route" => route.name.to_string(), "direction" => "upstream")
+        .increment(report.bytes_up);
+    metrics::counter!(m::BYTES_TOTAL, "route" => route.name.to_string(), "direction" => "downstream")
+        .increment(report.bytes_down);
+    let error = match &report.end {
+        RelayEnd::Error { error, .. } => Some(error.to_string()),
+        _ => None,
+    };
+    info!(
+        outcome = outcome.as_str(),
+        bytes_up = report.bytes_up,
+        bytes_down = report.bytes_down,
+        first_close = report.first_close.map(|s| match s {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }),
+        connect_ms = connect_time.as_secs_f64() * 1e3,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        error,
+        "connection closed"
+    );
+    outcome
+}

@@ -1,0 +1,78 @@
+//! Listening sockets and the accept loop of a route.
+//!
+//! Sockets are made with `socket2` so the backlog is the configured one (tokio's `bind` fixes
+//! it at 1024) and `SO_REUSEADDR` lets a restarted sluice bind while old connections sit in
+//! TIME_WAIT. IPv6 listeners are v6-only so `[::]:80` and `0.0.0.0:80` can both be routes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, warn};
+
+use super::connection::{self, RouteContext};
+
+/// Binds one listen address with the given backlog.
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts until `stop` is cancelled, then drops the listener so new connects are refused.
+/// Every connection task is spawned on `tracker` so shutdown can wait for them.
+pub async fn accept_loop(
+    listener: TcpListener,
+    route: Arc<RouteContext>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                tracker.spawn(connection::serve(Arc::clone(&route), stream, client));
+            }
+            Err(e) if is_per_connection(&e) => {
+                debug!(route = %route.name, error = %e, "accept: connection aborted before accept");
+            }
+            Err(e) => {
+                // Out of fds or memory: accepting again at once would spin. Back off briefly so
+                // live connections can finish and free what we need.
+                error!(route = %route.name, error = %e, "accept failed; pausing accepts for 50ms");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+    if let Ok(addr) = listener.local_addr() {
+        warn!(route = %route.name, %addr, "stopped accepting");
+    }
+}
+
+/// Errors that concern only the connection being accepted, not the listener.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
