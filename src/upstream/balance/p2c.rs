@@ -53,7 +53,7 @@ impl Balancer for PowerOfTwoChoices {
                 let (i, j) = {
                     // A poisoned RNG is still a fine RNG.
                     let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-                    pick_pair(&mut *rng, candidates.len())
+                    pick_pair(&mut rng, candidates.len())
                 };
                 Some(choose(&candidates[i], &candidates[j]).index)
             }
@@ -89,7 +89,7 @@ mod tests {
     use super::*;
 
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    const SEED: u64 = 0x5eed_1ce;
+    const SEED: u64 = 0x05ee_d1ce;
 
     fn cand(index: usize, weight: u32, active: u64) -> Candidate {
         Candidate {
