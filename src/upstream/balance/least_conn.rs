@@ -2,9 +2,9 @@
 //! weight takes the next connection (nginx `least_conn`, HAProxy `leastconn`).
 //!
 //! Loads are compared as `a.active / a.weight < b.active / b.weight` by cross-multiplying in
-//! `u128`, so there is no rounding and no overflow whatever the counts. Unlike HAProxy, which
-//! ranks by `(active + 1) / weight`, we rank by the current load itself: a weight-2 member with
-//! 2 connections ties with a weight-1 member with 1.
+//! `u128`, so there is no rounding and no overflow whatever the counts. The rank is the current
+//! load, not the load after adding this connection: a weight-2 member with 2 connections ties
+//! with a weight-1 member with 1.
 //!
 //! Ties are common (an idle pool is all zeros) and must not always fall to the lowest index, or
 //! that member would take every connection of a burst of short-lived ones. HAProxy rotates among
