@@ -1,0 +1,188 @@
+//! Shared pieces of the integration tests: real upstream servers on 127.0.0.1:0, a sluice
+//! started from config text, and deadline-bound waiting (never a sleep as synchronization).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sluice::{RunSummary, Server, Shutdown};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Waits until `cond` holds, polling every 5ms; panics with `what` after `deadline`.
+pub async fn eventually(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What an upstream does with each connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Behavior {
+    /// Echo every byte back until the client half-closes, then close.
+    Echo,
+    /// Write the upstream's id byte, then close.
+    Identify(u8),
+}
+
+/// A real upstream server on 127.0.0.1, counting the connections it accepted.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(behavior: Behavior) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, behavior)
+    }
+
+    pub fn serve(listener: TcpListener, behavior: Behavior) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (accepted, stop) = (Arc::clone(&accepted), stop.clone());
+            async move {
+                loop {
+                    let (mut stream, _) = tokio::select! {
+                        () = stop.cancelled() => return,
+                        r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                    };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        match behavior {
+                            Behavior::Echo => {
+                                let (mut r, mut w) = stream.split();
+                                let _ = tokio::io::copy(&mut r, &mut w).await;
+                                let _ = w.shutdown().await;
+                            }
+                            Behavior::Identify(id) => {
+                                let _ = stream.write_all(&[id]).await;
+                                let _ = stream.shutdown().await;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            stop,
+            task,
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener (new connects are refused) and returns the port it had.
+    pub async fn kill(self) -> SocketAddr {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.addr
+    }
+}
+
+/// A free loopback address nothing listens on (bound, then released).
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A sluice running in this process.
+pub struct Sluice {
+    pub server_pools: Vec<(String, Arc<sluice::upstream::Pool>)>,
+    addrs: Vec<(String, SocketAddr)>,
+    pub shutdown: Shutdown,
+    pub run: JoinHandle<RunSummary>,
+}
+
+impl Sluice {
+    /// Validates `config` (TOML text), binds and runs it.
+    pub async fn start(config: &str) -> Self {
+        let config = sluice::config::from_str(config, None).unwrap_or_else(|e| panic!("{e}"));
+        let server_pools_names: Vec<String> = config.pools.iter().map(|p| p.name.clone()).collect();
+        let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
+        let server = Server::bind(config).await.unwrap();
+        let addrs = routes
+            .iter()
+            .flat_map(|r| server.local_addrs(r).into_iter().map(move |a| (r.clone(), a)))
+            .collect();
+        let server_pools = server_pools_names
+            .into_iter()
+            .map(|n| {
+                let pool = server.pool(&n).unwrap();
+                (n, pool)
+            })
+            .collect();
+        let shutdown = Shutdown::new();
+        let run = tokio::spawn(server.run(shutdown.clone()));
+        Self {
+            server_pools,
+            addrs,
+            shutdown,
+            run,
+        }
+    }
+
+    /// The first address of `route`.
+    pub fn addr(&self, route: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(r, _)| r == route)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no route {route}"))
+    }
+
+    pub fn pool(&self, name: &str) -> &Arc<sluice::upstream::Pool> {
+        &self.server_pools.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// Stops and waits for the run to end.
+    pub async fn stop(self) -> RunSummary {
+        self.shutdown.stop();
+        tokio::time::timeout(Duration::from_secs(30), self.run)
+            .await
+            .expect("sluice did not stop within 30s")
+            .unwrap()
+    }
+}
+
+/// Connects through sluice and reads everything until EOF (or a reset, returned as `Err`).
+pub async fn read_all(addr: SocketAddr) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await?;
+    Ok(out)
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so payloads need no RNG dependency.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+/// FNV-1a 64 over `bytes`: a checksum to compare payloads without printing them.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

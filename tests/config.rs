@@ -1,0 +1,101 @@
+//! Every shipped config validates; every bad fixture fails with exactly the message kept beside
+//! it; `sluice check` exits 0 / 64 accordingly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn files(dir: &str, ext: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let configs = files("config", "toml");
+    assert!(!configs.is_empty(), "config/ has no example configs");
+    for path in configs {
+        if let Err(errors) = sluice::config::from_file(&path) {
+            panic!("{} is invalid:\n{errors}", path.display());
+        }
+    }
+}
+
+#[test]
+fn every_bad_fixture_fails_with_its_expected_message() {
+    let fixtures = files("tests/fixtures/bad", "toml");
+    assert!(fixtures.len() >= 10, "expected the bad fixtures, found {}", fixtures.len());
+    for path in fixtures {
+        let expected_path = path.with_extension("expected");
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+        match sluice::config::from_file(&path) {
+            Ok(_) => panic!("{} was accepted", path.display()),
+            Err(errors) => assert_eq!(
+                errors.to_string(),
+                expected.trim_end(),
+                "messages of {}",
+                path.display()
+            ),
+        }
+    }
+}
+
+#[test]
+fn check_exits_zero_with_summary_and_64_with_every_problem() {
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    let ok = Command::new(sluice)
+        .args(["check", "--config"])
+        .arg(root.join("config/sluice.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "sluice.toml: ok: routes=1 pools=1 members=3"
+    );
+
+    let bad = root.join("tests/fixtures/bad/weight-range.toml");
+    let out = Command::new(sluice)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let expected = std::fs::read_to_string(bad.with_extension("expected")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert_eq!(expected.lines().count(), 3, "all three weight problems are reported");
+}
+
+#[test]
+fn forward_mode_builds_the_same_runtime_config_as_a_file() {
+    let from_flags = sluice::config::forward(
+        &["127.0.0.1:8080".into()],
+        &["127.0.0.1:9001".into(), "127.0.0.1:9002".into()],
+        &["127.0.0.1:9101".into()],
+    )
+    .unwrap();
+    let from_file = sluice::config::from_str(
+        r#"
+        [routes.forward]
+        listen = "127.0.0.1:8080"
+        pool = "forward"
+        [pools.forward]
+        members = [{ addr = "127.0.0.1:9001" }, { addr = "127.0.0.1:9002" }, { addr = "127.0.0.1:9101", tier = 1 }]
+        "#,
+        None,
+    )
+    .unwrap();
+    assert_eq!(from_flags, from_file);
+    assert_eq!(from_flags.pools[0].members[2].tier, 1);
+
+    let err = sluice::config::forward(&["nope".into()], &["127.0.0.1:9001".into()], &[]).unwrap_err();
+    assert!(err.to_string().contains("\"nope\": not an IP address with port"), "{err}");
+}
