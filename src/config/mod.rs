@@ -216,7 +216,7 @@ impl Default for HealthConfig {
             fall: 3,
             jitter: 0.1,
             fast_interval: Duration::from_millis(500),
-            init_up: false,
+            init_up: true,
             send: None,
             expect: None,
         }
