@@ -59,7 +59,10 @@ impl Checker {
         ];
         let transitions = |to: &'static str| {
             let [pool, member] = labels.clone();
-            counter!(MEMBER_HEALTH_TRANSITIONS_TOTAL, &[pool, member, ("to", to.to_string())])
+            counter!(
+                MEMBER_HEALTH_TRANSITIONS_TOTAL,
+                &[pool, member, ("to", to.to_string())]
+            )
         };
         let metrics = CheckerMetrics {
             duration: histogram!(HEALTH_CHECK_DURATION_SECONDS, &labels),

@@ -199,7 +199,10 @@ mod tests {
         // After a failed first probe, rise successes are needed, not one.
         let flips = run(&mut down, &[false, true, true]);
         assert_eq!(flips.len(), 1);
-        assert_eq!((flips[0].0, flips[0].1.to_up, flips[0].1.after), (2, true, 2));
+        assert_eq!(
+            (flips[0].0, flips[0].1.to_up, flips[0].1.after),
+            (2, true, 2)
+        );
     }
 
     #[test]
@@ -207,7 +210,10 @@ mod tests {
         let mut state = HealthState::new(true, 2, 3);
         let flips = run(&mut state, &[true, false, false, false, false]);
         assert_eq!(flips.len(), 1, "transition returned exactly once");
-        assert_eq!((flips[0].0, flips[0].1.to_up, flips[0].1.after), (3, false, 3));
+        assert_eq!(
+            (flips[0].0, flips[0].1.to_up, flips[0].1.after),
+            (3, false, 3)
+        );
         assert_eq!(flips[0].1.reason, "connect refused");
         assert!(!state.is_up());
     }
@@ -225,7 +231,10 @@ mod tests {
     #[test]
     fn failure_resets_pending_successes() {
         let mut state = HealthState::new(false, 3, 1);
-        assert_eq!(run(&mut state, &[false, true, true, false, true, true]), vec![]);
+        assert_eq!(
+            run(&mut state, &[false, true, true, false, true, true]),
+            vec![]
+        );
         assert!(!state.is_up());
         let flips = run(&mut state, &[true, true]);
         assert_eq!((flips[0].0, flips[0].1.after), (0, 3));
@@ -249,7 +258,11 @@ mod tests {
     fn interval_is_normal_when_stable_and_fast_otherwise() {
         let cfg = config(0.0);
         let mut state = HealthState::new(true, 2, 3);
-        assert_eq!(state.next_delay(&cfg, 0.7), Duration::ZERO, "first probe at once");
+        assert_eq!(
+            state.next_delay(&cfg, 0.7),
+            Duration::ZERO,
+            "first probe at once"
+        );
         state.observe(Ok(()));
         assert_eq!(state.next_delay(&cfg, 0.7), cfg.interval);
         state.observe(fail());
@@ -280,7 +293,10 @@ mod tests {
         assert!(near_one <= Duration::from_millis(2400) && near_one > Duration::from_millis(2399));
         // Out-of-range samples are clamped rather than trusted.
         assert_eq!(state.next_delay(&cfg, -3.0), Duration::from_millis(1600));
-        assert_eq!(state.next_delay(&cfg, f64::NAN), Duration::from_millis(1600));
+        assert_eq!(
+            state.next_delay(&cfg, f64::NAN),
+            Duration::from_millis(1600)
+        );
         assert_eq!(state.next_delay(&cfg, 7.0), Duration::from_millis(2400));
     }
 
@@ -297,7 +313,10 @@ mod tests {
             let first = fresh.next_delay(&cfg, rng.random());
             assert!(first <= cfg.fast_interval, "{first:?}");
             let d = down.next_delay(&cfg, rng.random());
-            assert!(d >= cfg.fast_interval / 2 && d <= cfg.fast_interval * 3 / 2, "{d:?}");
+            assert!(
+                d >= cfg.fast_interval / 2 && d <= cfg.fast_interval * 3 / 2,
+                "{d:?}"
+            );
             (lo, hi) = (lo.min(d), hi.max(d));
         }
         // The draws cover the window rather than clustering.

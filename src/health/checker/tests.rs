@@ -47,7 +47,12 @@ struct Harness {
 }
 
 impl Harness {
-    fn start(init_up: bool, config: HealthConfig, outcomes: &[bool], probe_takes: Duration) -> Self {
+    fn start(
+        init_up: bool,
+        config: HealthConfig,
+        outcomes: &[bool],
+        probe_takes: Duration,
+    ) -> Self {
         Self::start_seeded(1, init_up, config, outcomes, probe_takes)
     }
 
@@ -78,7 +83,11 @@ impl Harness {
             let ok = outcomes.pop_front().unwrap_or(true);
             async move {
                 sleep(probe_takes).await;
-                if ok { Ok(()) } else { Err(ProbeFailure::Refused) }
+                if ok {
+                    Ok(())
+                } else {
+                    Err(ProbeFailure::Refused)
+                }
             }
         };
         let shutdown = CancellationToken::new();
@@ -99,7 +108,12 @@ impl Harness {
     }
 
     fn calls_ms(&self) -> Vec<u128> {
-        self.calls.lock().unwrap().iter().map(|d| d.as_millis()).collect()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_millis())
+            .collect()
     }
 
     async fn stop(self) {
@@ -116,7 +130,12 @@ impl Harness {
 
 #[tokio::test(start_paused = true)]
 async fn falls_after_fall_failures_at_fast_interval() {
-    let h = Harness::start(true, config(2, 3), &[true, false, false, false], Duration::ZERO);
+    let h = Harness::start(
+        true,
+        config(2, 3),
+        &[true, false, false, false],
+        Duration::ZERO,
+    );
     h.at(2999).await;
     assert!(h.member.is_up(), "two failures are not enough");
     assert_eq!(h.recorder.gauge(GAUGE), 1.0, "exported from the start");
@@ -128,7 +147,11 @@ async fn falls_after_fall_failures_at_fast_interval() {
     assert_eq!(h.recorder.gauge(GAUGE), 0.0);
     assert_eq!(h.recorder.samples(DURATION).len(), 4);
     h.at(4001).await;
-    assert_eq!(h.calls_ms(), [0, 2000, 2500, 3000, 3500, 4000], "down: fast");
+    assert_eq!(
+        h.calls_ms(),
+        [0, 2000, 2500, 3000, 3500, 4000],
+        "down: fast"
+    );
     assert_eq!(h.recorder.counter(DOWN), 1, "counted once");
     h.stop().await;
 }
@@ -142,7 +165,11 @@ async fn rises_after_rise_successes_then_slows_down() {
     assert!(h.member.is_up());
     assert_eq!(h.calls_ms(), [0, 500, 1000]);
     h.at(3001).await;
-    assert_eq!(h.calls_ms(), [0, 500, 1000, 3000], "up and stable: normal interval");
+    assert_eq!(
+        h.calls_ms(),
+        [0, 500, 1000, 3000],
+        "up and stable: normal interval"
+    );
     assert_eq!((h.recorder.counter(UP), h.recorder.gauge(GAUGE)), (1, 1.0));
     h.stop().await;
 }
@@ -152,7 +179,10 @@ async fn first_probe_decides_for_init_up() {
     let h = Harness::start(true, config(2, 3), &[false], Duration::ZERO);
     h.at(1).await;
     assert!(!h.member.is_up(), "down after one failure, not fall");
-    assert_eq!((h.recorder.counter(DOWN), h.recorder.gauge(GAUGE)), (1, 0.0));
+    assert_eq!(
+        (h.recorder.counter(DOWN), h.recorder.gauge(GAUGE)),
+        (1, 0.0)
+    );
     h.stop().await;
 }
 
@@ -203,7 +233,11 @@ async fn jittered_schedule_is_reproducible_from_the_seed() {
     a.at(30_000).await;
     let calls = a.calls.lock().unwrap().clone();
     assert_eq!(calls, *b.calls.lock().unwrap());
-    assert_ne!(calls, *c.calls.lock().unwrap(), "another seed, another schedule");
+    assert_ne!(
+        calls,
+        *c.calls.lock().unwrap(),
+        "another seed, another schedule"
+    );
     // First probe within 2 × 0.5 × 500ms, then every 2s × (1 ± 0.5).
     assert!(calls[0] <= MS * 500, "{calls:?}");
     for gap in calls.windows(2).map(|w| w[1] - w[0]) {
