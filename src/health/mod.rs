@@ -1,5 +1,16 @@
-//! Active health checking: one heartbeat task per member.
-//! TODO(#4): stub; the health helper replaces this module.
+//! Active health checking: one heartbeat task per member, flipping its health after rise/fall
+//! probes.
+//!
+//! - `state`: [`HealthState`], the rise/fall state machine and probe schedule; pure, no I/O.
+//! - `probe`: [`probe()`], one TCP probe (connect, send, expect), and its [`ProbeFailure`].
+//! - `checker`: the task tying them to the clock, the [`Member`] and telemetry.
+//!
+//! Health is one of a member's eligibility signals; combining it with drain and the circuit
+//! breaker is left to [`crate::upstream`]. Pools without a health config spawn no checker.
+
+mod checker;
+mod probe;
+mod state;
 
 use std::sync::Arc;
 
@@ -9,8 +20,18 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HealthConfig;
 use crate::upstream::Member;
 
+pub use probe::{ProbeFailure, ProbePhase, probe};
+pub use state::{HealthState, Transition};
+
 /// Starts the heartbeat task of one member. It probes until `shutdown` is cancelled, flipping
 /// `member`'s health after `rise` successes or `fall` failures. `seed` drives its jitter.
+///
+/// The member's health when this is called is its initial state, and the first probe decides
+/// it at once (see [`HealthState`]). Each transition sets `sluice_member_up`, counts
+/// `sluice_member_health_transitions_total` and is logged once (`member down` at warn,
+/// `member up` at info, with `pool`, `member`, `reason` and `after` fields). Every probe is
+/// timed in `sluice_health_check_duration_seconds`. The task ends promptly on `shutdown`, even
+/// mid-probe.
 pub fn spawn_checker(
     pool: Arc<str>,
     member: Arc<Member>,
@@ -18,6 +39,14 @@ pub fn spawn_checker(
     seed: u64,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let _ = (pool, member, config, seed);
-    tokio::spawn(async move { shutdown.cancelled().await })
+    let addr = member.addr();
+    let checker = checker::Checker::new(pool, member, Arc::clone(&config), seed);
+    let tcp_probe = move || {
+        let config = Arc::clone(&config);
+        async move {
+            let (send, expect) = (config.send.as_deref(), config.expect.as_deref());
+            probe(addr, config.timeout, send, expect).await
+        }
+    };
+    tokio::spawn(checker.run(tcp_probe, shutdown))
 }

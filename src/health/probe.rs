@@ -1,0 +1,174 @@
+//! One health probe: TCP connect, optionally send bytes and expect a reply prefix.
+//!
+//! A probe owns its socket from connect to close and reports what went wrong as a
+//! [`ProbeFailure`]; counting results and deciding health is left to the state machine.
+//!
+//! Closing: the probe closes normally (FIN), so upstreams see an orderly disconnect rather than
+//! a reset they would log as an error. That leaves the checker side in TIME_WAIT, which is cheap
+//! here: TIME_WAIT is keyed by the 4-tuple, and one member sees at most one probe per
+//! `fast_interval`, i.e. ~120 entries per member at 500ms on Linux's 60s TIME_WAIT, against
+//! ~28k ephemeral ports per destination. `SO_LINGER 0` would avoid it only by sending RST. What
+//! we do do is drain bytes already received before closing, because closing with unread data
+//! makes the kernel send RST anyway (a banner or a reply longer than `expect`).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reply bytes kept for a failure message; enough to show an error line.
+const MAX_SHOWN: usize = 64;
+
+/// What a failed probe was doing when it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbePhase {
+    Connect,
+    Send,
+    Reply,
+}
+
+impl fmt::Display for ProbePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "while connecting",
+            Self::Send => "while sending",
+            Self::Reply => "waiting for reply",
+        })
+    }
+}
+
+/// Why a probe failed. The `Display` text is the `reason` operators see in logs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeFailure {
+    /// Nothing listens on the address (RST to our SYN).
+    #[error("connect refused")]
+    Refused,
+    /// The whole probe (connect, send and reply together) outlasted the configured timeout.
+    #[error("timeout after {} {during}", humantime::format_duration(*after))]
+    Timeout { after: Duration, during: ProbePhase },
+    /// The member reset the connection.
+    #[error("connection reset {during}")]
+    Reset { during: ProbePhase },
+    /// Any other socket error, e.g. `network unreachable while connecting`.
+    #[error("{kind} {during}")]
+    Io {
+        kind: io::ErrorKind,
+        during: ProbePhase,
+    },
+    /// The reply does not start with the expected bytes; `got` holds its first bytes.
+    #[error("expect mismatch: got \"{}\"", got.escape_ascii())]
+    ExpectMismatch { got: Vec<u8> },
+    /// The member closed before sending all expected bytes; `got` is what it did send.
+    #[error("{}", closed_early(got))]
+    ClosedEarly { got: Vec<u8> },
+}
+
+fn closed_early(got: &[u8]) -> String {
+    if got.is_empty() {
+        "closed before reply".to_string()
+    } else {
+        format!("closed after partial reply \"{}\"", got.escape_ascii())
+    }
+}
+
+impl ProbeFailure {
+    fn from_io(err: io::Error, during: ProbePhase) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => Self::Refused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Self::Reset { during },
+            kind => Self::Io { kind, during },
+        }
+    }
+}
+
+/// Probes `addr` once, all within `timeout`: connect, write `send` if set, then read until the
+/// reply holds `expect.len()` bytes and check that it starts with `expect`.
+///
+/// Without `expect` a probe passes once connected (and `send` written); the reply is not read.
+/// With `expect`, a member that closes before replying in full fails ([`ClosedEarly`]), and a
+/// reply that diverges fails as soon as it does, without waiting for the rest. An empty `send`
+/// or `expect` counts as unset.
+///
+/// [`ClosedEarly`]: ProbeFailure::ClosedEarly
+pub async fn probe(
+    addr: SocketAddr,
+    timeout: Duration,
+    send: Option<&[u8]>,
+    expect: Option<&[u8]>,
+) -> Result<(), ProbeFailure> {
+    let mut during = ProbePhase::Connect;
+    let result = tokio::time::timeout(timeout, exchange(addr, send, expect, &mut during)).await;
+    result.unwrap_or(Err(ProbeFailure::Timeout {
+        after: timeout,
+        during,
+    }))
+}
+
+/// The probe without its deadline. `during` tracks the phase so a timeout can name it.
+async fn exchange(
+    addr: SocketAddr,
+    send: Option<&[u8]>,
+    expect: Option<&[u8]>,
+    during: &mut ProbePhase,
+) -> Result<(), ProbeFailure> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| ProbeFailure::from_io(e, ProbePhase::Connect))?;
+    let result = talk(&mut stream, send, expect, during).await;
+    close(stream);
+    result
+}
+
+async fn talk(
+    stream: &mut TcpStream,
+    send: Option<&[u8]>,
+    expect: Option<&[u8]>,
+    during: &mut ProbePhase,
+) -> Result<(), ProbeFailure> {
+    if let Some(bytes) = send.filter(|b| !b.is_empty()) {
+        *during = ProbePhase::Send;
+        stream
+            .write_all(bytes)
+            .await
+            .map_err(|e| ProbeFailure::from_io(e, ProbePhase::Send))?;
+    }
+    let Some(expect) = expect.filter(|b| !b.is_empty()) else {
+        return Ok(());
+    };
+    *during = ProbePhase::Reply;
+    let mut got = Vec::with_capacity(expect.len());
+    let mut chunk = [0u8; 256];
+    while got.len() < expect.len() {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| ProbeFailure::from_io(e, ProbePhase::Reply))?;
+        if n == 0 {
+            return Err(ProbeFailure::ClosedEarly { got });
+        }
+        got.extend_from_slice(&chunk[..n]);
+        let common = got.len().min(expect.len());
+        if got[..common] != expect[..common] {
+            got.truncate(MAX_SHOWN);
+            return Err(ProbeFailure::ExpectMismatch { got });
+        }
+    }
+    Ok(())
+}
+
+/// Closes with FIN rather than RST where we can: see the module doc.
+fn close(stream: TcpStream) {
+    let mut sink = [0u8; 1024];
+    // Bounded: a member streaming data at us must not keep the checker busy.
+    for _ in 0..16 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}
