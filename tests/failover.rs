@@ -1,0 +1,160 @@
+//! Health-driven ejection and tier failover end to end: 3 primaries + 1 backup on loopback.
+//!
+//! Each upstream answers its id byte, so every client knows which member served it; a client
+//! sent to a dead member gets an empty reply (refused connect, client closed at once).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Behavior, Sluice, Upstream, eventually, read_all};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+const INTERVAL: Duration = Duration::from_millis(100);
+const FAST: Duration = Duration::from_millis(50);
+const TIMEOUT: Duration = Duration::from_millis(200);
+const RISE: u32 = 2;
+const FALL: u32 = 2;
+
+fn config(primaries: &[&Upstream], backup: &Upstream) -> String {
+    let mut members: Vec<String> = primaries
+        .iter()
+        .map(|u| format!(r#"{{ addr = "{}" }}"#, u.addr))
+        .collect();
+    members.push(format!(r#"{{ addr = "{}", tier = 1 }}"#, backup.addr));
+    format!(
+        r#"
+        [routes.db]
+        listen = "127.0.0.1:0"
+        pool = "db"
+        [pools.db]
+        members = [{}]
+        [pools.db.health]
+        interval = "{}ms"
+        fast_interval = "{}ms"
+        timeout = "{}ms"
+        rise = {RISE}
+        fall = {FALL}
+        jitter = "0%"
+        "#,
+        members.join(", "),
+        INTERVAL.as_millis(),
+        FAST.as_millis(),
+        TIMEOUT.as_millis(),
+    )
+}
+
+/// Which member served one new client (`None`: it was sent to a dead member).
+async fn served_by(sluice: &Sluice) -> Option<u8> {
+    read_all(sluice.addr("db")).await.ok().and_then(|r| r.first().copied())
+}
+
+async fn rebind(addr: std::net::SocketAddr) -> TcpListener {
+    let start = Instant::now();
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(5), "cannot rebind {addr}: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_primary_is_ejected_backup_takes_over_and_primaries_return() {
+    let a = Upstream::start(Behavior::Identify(b'a')).await;
+    let b = Upstream::start(Behavior::Identify(b'b')).await;
+    let c = Upstream::start(Behavior::Identify(b'c')).await;
+    let z = Upstream::start(Behavior::Identify(b'z')).await;
+    let sluice = Sluice::start(&config(&[&a, &b, &c], &z)).await;
+    let members: Vec<_> = sluice.pool("db").members().to_vec();
+    for _ in 0..30 {
+        let who = served_by(&sluice).await;
+        assert!(matches!(who, Some(b'a' | b'b' | b'c')), "healthy primaries only, got {who:?}");
+    }
+
+    // 1. Kill one primary: clients keep arriving; the last one sent to it marks ejection.
+    let killed_at = Instant::now();
+    let a_addr = a.kill().await;
+    let mut last_to_dead = None;
+    while members[0].is_up() {
+        if served_by(&sluice).await.is_none() {
+            last_to_dead = Some(killed_at.elapsed());
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(5), "member a never went down");
+    }
+    let ejected_after = killed_at.elapsed();
+    let bound = INTERVAL * FALL + TIMEOUT + Duration::from_millis(300);
+    eprintln!("ejection: member down after {ejected_after:?}, last client sent to it at {last_to_dead:?} (bound {bound:?})");
+    assert!(ejected_after <= bound, "ejection took {ejected_after:?} > {bound:?}");
+    for _ in 0..30 {
+        let who = served_by(&sluice).await;
+        assert!(matches!(who, Some(b'b' | b'c')), "no client may reach the dead member, got {who:?}");
+    }
+    assert_eq!(z.accepted(), 0, "the backup stays idle while primaries are healthy");
+
+    // 2. Kill the other primaries: the backup tier serves.
+    let (b_addr, c_addr) = (b.kill().await, c.kill().await);
+    let all_killed = Instant::now();
+    eventually(Duration::from_secs(5), "all primaries down", || {
+        members[..3].iter().all(|m| !m.is_up())
+    })
+    .await;
+    eprintln!("failover: every primary down {:?} after the kill", all_killed.elapsed());
+    for _ in 0..20 {
+        assert_eq!(served_by(&sluice).await, Some(b'z'), "the backup serves");
+    }
+
+    // 3. Primaries come back on the same ports: new clients return to them.
+    let restarted = [
+        Upstream::serve(rebind(a_addr).await, Behavior::Identify(b'a')),
+        Upstream::serve(rebind(b_addr).await, Behavior::Identify(b'b')),
+        Upstream::serve(rebind(c_addr).await, Behavior::Identify(b'c')),
+    ];
+    let back_at = Instant::now();
+    eventually(Duration::from_secs(5), "primaries up again", || {
+        members[..3].iter().all(|m| m.is_up())
+    })
+    .await;
+    let returned_after = back_at.elapsed();
+    let bound = INTERVAL * RISE + TIMEOUT + Duration::from_millis(300);
+    eprintln!("return: primaries up {returned_after:?} after restart (bound {bound:?})");
+    assert!(returned_after <= bound, "return took {returned_after:?} > {bound:?}");
+    let backup_before = z.accepted();
+    for _ in 0..30 {
+        let who = served_by(&sluice).await;
+        assert!(matches!(who, Some(b'a' | b'b' | b'c')), "back on primaries, got {who:?}");
+    }
+    assert_eq!(z.accepted(), backup_before, "no new client goes to the backup");
+    assert!(restarted.iter().all(|u| u.accepted() > 0), "every restarted primary gets traffic");
+    sluice.stop().await;
+}
+
+#[tokio::test]
+async fn min_healthy_adds_the_backup_tier_when_primaries_are_too_few() {
+    let a = Upstream::start(Behavior::Identify(b'a')).await;
+    let b = Upstream::start(Behavior::Identify(b'b')).await;
+    let z = Upstream::start(Behavior::Identify(b'z')).await;
+    let text = config(&[&a, &b], &z).replace("[pools.db.health]", "min_healthy = 2\n[pools.db.health]");
+    let sluice = Sluice::start(&text).await;
+    let members: Vec<_> = sluice.pool("db").members().to_vec();
+    for _ in 0..20 {
+        assert_ne!(served_by(&sluice).await, Some(b'z'));
+    }
+    b.kill().await;
+    eventually(Duration::from_secs(5), "b down", || !members[1].is_up()).await;
+    let mut seen = [0usize; 2];
+    for _ in 0..40 {
+        match served_by(&sluice).await {
+            Some(b'a') => seen[0] += 1,
+            Some(b'z') => seen[1] += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // One primary left with min_healthy = 2: the backup is added beside it, not instead of it.
+    assert_eq!(seen, [20, 20]);
+    sluice.stop().await;
+}
