@@ -85,6 +85,13 @@ impl Side {
     }
 }
 
+/// Copy buffers currently lent to relays, i.e. directions with bytes in flight. Idle
+/// connections hold none, so this stays near zero on a quiet forwarder whatever its
+/// connection count.
+pub fn buffers_in_flight() -> usize {
+    BufferPool::global().lent()
+}
+
 /// Relays until both directions are done, the idle timeout fires or `cut` is cancelled.
 ///
 /// `held` are client bytes read before the upstream was connected; they go out first and count
