@@ -1,0 +1,168 @@
+//! One direction of a relay with a pooled buffer: read when the source is readable, write it all
+//! to the sink, repeat; on end of stream, shut down the sink's write half.
+//!
+//! This is the seam for the Linux `splice` path: it replaces [`Flow::copy`] and keeps the same
+//! contract (count every byte written, touch the activity clock, report whose socket failed).
+//! Running both directions, timeouts and the cut belong to `mod.rs`.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::time::{Duration, Instant};
+
+use super::Side;
+use super::buffer::{BufferPool, PooledBuf};
+
+/// What both directions of one relay share.
+pub(super) struct Env<'a> {
+    pub(super) pool: &'a BufferPool,
+    /// Never zero: a zero-length read would look like end of stream.
+    pub(super) buffer_size: usize,
+    pub(super) activity: Activity,
+}
+
+/// When a byte last moved in either direction.
+///
+/// Stored as nanoseconds since the relay began, so both directions can update it through a
+/// shared reference while the relay future stays `Send`.
+pub(super) struct Activity {
+    start: Instant,
+    last_nanos: AtomicU64,
+}
+
+/// A failed read, write or shutdown, and whose socket it was on.
+pub(super) struct Fault {
+    pub(super) side: Side,
+    pub(super) error: io::Error,
+}
+
+/// One direction: reads from `from`, writes to the other side.
+pub(super) struct Flow<'a> {
+    pub(super) from: Side,
+    src: ReadHalf<'a>,
+    dst: WriteHalf<'a>,
+    /// Bytes read from `src` before the relay began; written before anything else.
+    held: Vec<u8>,
+    /// Bytes written to the sink, exact even when the flow is dropped mid-write.
+    pub(super) bytes: u64,
+}
+
+// === impl Activity ===
+
+impl Activity {
+    pub(super) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// One clock read per read or write syscall: far cheaper than resetting a timer each time.
+    pub(super) fn touch(&self) {
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: only this relay's own task reads it, for a timer that tolerates staleness.
+        self.last_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    pub(super) fn last(&self) -> Instant {
+        self.start + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
+    }
+}
+
+// === impl Flow ===
+
+impl<'a> Flow<'a> {
+    pub(super) fn new(from: Side, src: ReadHalf<'a>, dst: WriteHalf<'a>, held: Vec<u8>) -> Self {
+        Self {
+            from,
+            src,
+            dst,
+            held,
+            bytes: 0,
+        }
+    }
+
+    /// Copies until the source reaches end of stream, then shuts down the sink's write half so
+    /// the peer sees the FIN while the other direction may go on.
+    pub(super) async fn copy(&mut self, env: &Env<'_>) -> Result<(), Fault> {
+        let held = std::mem::take(&mut self.held);
+        let mut rest = &held[..];
+        poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
+        // Release it now: the connection may stay open, and idle, for hours.
+        drop(held);
+
+        loop {
+            let (buf, n) = poll_fn(|cx| read_pooled(&mut self.src, cx, env))
+                .await
+                .map_err(|e| self.fault(self.from, e))?;
+            if n == 0 {
+                break;
+            }
+            env.activity.touch();
+            // Writing all of it before reading again is the backpressure: a slow sink stops
+            // reads, the kernel buffers fill and the sender's window closes.
+            let mut rest = &buf[..n];
+            poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
+        }
+        tracing::trace!(from = ?self.from, "end of stream, shutting down the peer's write half");
+        let to = self.from.peer();
+        self.dst.shutdown().await.map_err(|e| self.fault(to, e))
+    }
+
+    /// Writes all of `rest` to the sink, counting each partial write as it lands.
+    fn poll_write_all(
+        &mut self,
+        cx: &mut Context<'_>,
+        rest: &mut &[u8],
+        env: &Env<'_>,
+    ) -> Poll<Result<(), Fault>> {
+        while !rest.is_empty() {
+            let n = match ready!(Pin::new(&mut self.dst).poll_write(cx, rest)) {
+                Ok(0) => io::Result::Err(io::ErrorKind::WriteZero.into()),
+                written => written,
+            }
+            .map_err(|e| self.fault(self.from.peer(), e))?;
+            self.bytes += n as u64;
+            env.activity.touch();
+            *rest = &rest[n..];
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn fault(&self, side: Side, error: io::Error) -> Fault {
+        tracing::trace!(?side, %error, "relay I/O failed");
+        Fault { side, error }
+    }
+}
+
+/// Waits until `src` is readable, then borrows a buffer and reads into it; zero bytes read
+/// means end of stream.
+///
+/// Readiness comes first so that a waiting connection holds no buffer. If the readiness was
+/// spurious the buffer goes straight back and `poll_read` has registered the waker.
+/// `poll_read` rather than `try_read`: after a short read tokio clears the readiness, so the
+/// next poll parks at once instead of costing a read that fails with `WouldBlock` (one syscall
+/// saved per message on request/response traffic). `poll_read_ready` rather than `readable()`:
+/// each read half has one reader, and the waker slot keeps the future smaller than a waiter
+/// node would.
+fn read_pooled<'p>(
+    src: &mut ReadHalf<'_>,
+    cx: &mut Context<'_>,
+    env: &Env<'p>,
+) -> Poll<io::Result<(PooledBuf<'p>, usize)>> {
+    ready!(src.as_ref().poll_read_ready(cx))?;
+    let mut buf = env.pool.take(env.buffer_size);
+    let mut read_buf = ReadBuf::new(&mut buf);
+    ready!(Pin::new(src).poll_read(cx, &mut read_buf))?;
+    let n = read_buf.filled().len();
+    Poll::Ready(Ok((buf, n)))
+}
