@@ -29,7 +29,11 @@ fn every_shipped_config_is_valid() {
 #[test]
 fn every_bad_fixture_fails_with_its_expected_message() {
     let fixtures = files("tests/fixtures/bad", "toml");
-    assert!(fixtures.len() >= 10, "expected the bad fixtures, found {}", fixtures.len());
+    assert!(
+        fixtures.len() >= 10,
+        "expected the bad fixtures, found {}",
+        fixtures.len()
+    );
     for path in fixtures {
         let expected_path = path.with_extension("expected");
         let expected = std::fs::read_to_string(&expected_path)
@@ -71,7 +75,11 @@ fn check_exits_zero_with_summary_and_64_with_every_problem() {
     assert_eq!(out.status.code(), Some(64));
     let expected = std::fs::read_to_string(bad.with_extension("expected")).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
-    assert_eq!(expected.lines().count(), 3, "all three weight problems are reported");
+    assert_eq!(
+        expected.lines().count(),
+        3,
+        "all three weight problems are reported"
+    );
 }
 
 #[test]
@@ -96,6 +104,11 @@ fn forward_mode_builds_the_same_runtime_config_as_a_file() {
     assert_eq!(from_flags, from_file);
     assert_eq!(from_flags.pools[0].members[2].tier, 1);
 
-    let err = sluice::config::forward(&["nope".into()], &["127.0.0.1:9001".into()], &[]).unwrap_err();
-    assert!(err.to_string().contains("\"nope\": not an IP address with port"), "{err}");
+    let err =
+        sluice::config::forward(&["nope".into()], &["127.0.0.1:9001".into()], &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"nope\": not an IP address with port"),
+        "{err}"
+    );
 }

@@ -51,7 +51,11 @@ async fn weighted_round_robin_2_to_1_over_300_connections() {
 #[tokio::test]
 async fn refused_member_closes_the_client_within_the_connect_timeout() {
     let dead = closed_port().await;
-    let sluice = Sluice::start(&config("", &format!(r#"members = [{{ addr = "{dead}" }}]"#))).await;
+    let sluice = Sluice::start(&config(
+        "",
+        &format!(r#"members = [{{ addr = "{dead}" }}]"#),
+    ))
+    .await;
     let started = tokio::time::Instant::now();
     let mut client = TcpStream::connect(sluice.addr("web")).await.unwrap();
     let mut buf = [0u8; 16];
@@ -60,14 +64,22 @@ async fn refused_member_closes_the_client_within_the_connect_timeout() {
         .expect("client was left hanging");
     // EOF or a reset: either way the client is told at once, with no byte.
     assert!(matches!(read, Ok(0) | Err(_)), "got {read:?}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     sluice.stop().await;
 }
 
 #[tokio::test]
 async fn bytes_in_equal_bytes_out_both_ways_at_once_through_sluice() {
     let echo = Upstream::start(Behavior::Echo).await;
-    let sluice = Sluice::start(&config("", &format!(r#"members = [{{ addr = "{}" }}]"#, echo.addr))).await;
+    let sluice = Sluice::start(&config(
+        "",
+        &format!(r#"members = [{{ addr = "{}" }}]"#, echo.addr),
+    ))
+    .await;
     for (size, seed) in [(1usize, 1u64), (64 * 1024, 2), (8 * 1024 * 1024, 3)] {
         let data = payload(size, seed);
         let stream = TcpStream::connect(sluice.addr("web")).await.unwrap();
@@ -105,14 +117,22 @@ async fn idle_connection_is_closed_after_idle_timeout() {
         .await
         .expect("idle connection was not closed");
     assert!(matches!(read, Ok(0) | Err(_)), "got {read:?}");
-    assert!(started.elapsed() >= Duration::from_millis(150), "closed too early: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
     sluice.stop().await;
 }
 
 #[tokio::test]
 async fn graceful_shutdown_keeps_live_connections_and_refuses_new_ones() {
     let echo = Upstream::start(Behavior::Echo).await;
-    let sluice = Sluice::start(&config("", &format!(r#"members = [{{ addr = "{}" }}]"#, echo.addr))).await;
+    let sluice = Sluice::start(&config(
+        "",
+        &format!(r#"members = [{{ addr = "{}" }}]"#, echo.addr),
+    ))
+    .await;
     let addr = sluice.addr("web");
     let mut live = TcpStream::connect(addr).await.unwrap();
     live.write_all(b"before").await.unwrap();
@@ -126,7 +146,10 @@ async fn graceful_shutdown_keeps_live_connections_and_refuses_new_ones() {
         if TcpStream::connect(addr).await.is_err() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "listener still accepting after stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "listener still accepting after stop"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The live connection still flows during the grace period.
@@ -163,8 +186,13 @@ async fn connections_still_open_after_the_grace_period_are_cut_and_counted() {
     assert_eq!(summary.cut, 3);
     for mut c in clients {
         let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.unwrap();
-        assert!(matches!(read, Ok(0) | Err(_)), "cut client still open: {read:?}");
+        let read = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "cut client still open: {read:?}"
+        );
     }
 }
 
@@ -187,7 +215,12 @@ async fn all_members_down_rejects_fast() {
     );
     let sluice = Sluice::start(&text).await;
     let member = std::sync::Arc::clone(&sluice.pool("web").members()[0]);
-    eventually(Duration::from_secs(5), "the dead member to be marked down", || !member.is_up()).await;
+    eventually(
+        Duration::from_secs(5),
+        "the dead member to be marked down",
+        || !member.is_up(),
+    )
+    .await;
     let reply = read_all(sluice.addr("web")).await;
     assert!(matches!(reply.as_deref(), Ok([]) | Err(_)), "got {reply:?}");
     sluice.stop().await;

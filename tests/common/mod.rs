@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub async fn eventually(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = tokio::time::Instant::now();
     while !cond() {
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -117,7 +120,12 @@ impl Sluice {
         let server = Server::bind(config).await.unwrap();
         let addrs = routes
             .iter()
-            .flat_map(|r| server.local_addrs(r).into_iter().map(move |a| (r.clone(), a)))
+            .flat_map(|r| {
+                server
+                    .local_addrs(r)
+                    .into_iter()
+                    .map(move |a| (r.clone(), a))
+            })
             .collect();
         let server_pools = server_pools_names
             .into_iter()
