@@ -41,6 +41,8 @@ pub struct Config {
     /// Seed for every random decision (balancer picks, probe jitter); `None` seeds from the OS.
     pub seed: Option<u64>,
     pub admin: Option<AdminConfig>,
+    /// Connections relayed at once across every route; `None` = unlimited.
+    pub max_connections: Option<usize>,
     /// Routes in file order (sorted by name, as TOML tables are).
     pub routes: Vec<RouteConfig>,
     /// Pools sorted by name.
@@ -100,6 +102,69 @@ pub struct RouteConfig {
     /// Listen backlog passed to `listen(2)`.
     pub backlog: u32,
     pub relay: RelayConfig,
+    /// Connections relayed at once on this route; `None` = unlimited.
+    pub max_connections: Option<usize>,
+    /// New connections per second, route-wide.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// New connections per second from one client IP.
+    pub client_rate_limit: Option<RateLimitConfig>,
+    /// What a connection over a limit gets.
+    pub on_limit: OnLimit,
+    pub retry: RetryConfig,
+    /// PROXY protocol header sent to the upstream before any client byte.
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// A token bucket: `per_second` tokens refill continuously, at most `burst` are banked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+}
+
+/// What happens to a new connection over a connection or rate limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnLimit {
+    /// Close it at once, counted with its reason.
+    #[default]
+    Reject,
+    /// Hold it (unaccepted bytes stay in the kernel) until a slot frees, up to `timeout`.
+    Queue { timeout: Duration },
+}
+
+/// Redial policy: on a connect failure, pick another member after an exponential backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Connect attempts in all, the first included (1 = never redial).
+    pub attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Full jitter on each backoff (drawn from the config's seed).
+    pub jitter: bool,
+    /// Total time from the first attempt after which no new attempt starts.
+    pub budget: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            min_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_secs(1),
+            jitter: true,
+            budget: Duration::from_secs(5),
+        }
+    }
+}
+
+/// PROXY protocol version sent to upstreams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    #[default]
+    Off,
+    V1,
+    V2,
 }
 
 /// How bytes are copied between client and upstream.
@@ -131,6 +196,36 @@ pub struct PoolConfig {
     pub all_down: AllDown,
     /// Ramp a member's weight from 10% to full over this window after it comes up.
     pub slow_start: Option<Duration>,
+    /// Per-member circuit breaker; `None` when disabled.
+    pub breaker: Option<BreakerConfig>,
+    /// Connections one member may hold at once; a full member is skipped. `None` = unlimited.
+    pub member_max_connections: Option<usize>,
+}
+
+/// Per-member circuit breaker fed by real connect outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive connect failures (refused, reset, timeout, early close) that open it.
+    pub consecutive_failures: u32,
+    /// First open period; doubled on each re-open from half-open, capped at `max_open_for`.
+    pub open_for: Duration,
+    pub max_open_for: Duration,
+    /// Connections admitted while half-open; all succeeding closes it, one failing re-opens.
+    pub half_open_trials: u32,
+    /// An upstream that closes without sending a byte within this after connect has failed.
+    pub early_close: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            open_for: Duration::from_secs(10),
+            max_open_for: Duration::from_secs(120),
+            half_open_trials: 1,
+            early_close: Duration::from_millis(200),
+        }
+    }
 }
 
 /// One member of a pool.

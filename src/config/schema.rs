@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::{AllDown, BalanceKind};
+use super::{AllDown, BalanceKind, ProxyProtocol};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -21,6 +21,7 @@ use super::{AllDown, BalanceKind};
 pub struct FileConfig {
     pub shutdown_grace: Option<HumanDuration>,
     pub seed: Option<u64>,
+    pub max_connections: Option<i64>,
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub routes: BTreeMap<String, RouteFile>,
@@ -46,6 +47,53 @@ pub struct RouteFile {
     pub idle_timeout: Option<HumanDuration>,
     pub backlog: Option<i64>,
     pub buffer_size: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub rate_limit: Option<RateLimitFile>,
+    pub client_rate_limit: Option<RateLimitFile>,
+    pub on_limit: Option<OnLimitKind>,
+    pub queue_timeout: Option<HumanDuration>,
+    pub retry: Option<RetryFile>,
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// `{ per_second = 500, burst = 100 }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    pub per_second: Option<i64>,
+    pub burst: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimitKind {
+    Reject,
+    Queue,
+}
+
+/// `{ attempts = 3, min_backoff = "25ms", max_backoff = "1s", jitter = true, budget = "5s" }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFile {
+    pub attempts: Option<i64>,
+    pub min_backoff: Option<HumanDuration>,
+    pub max_backoff: Option<HumanDuration>,
+    pub jitter: Option<bool>,
+    pub budget: Option<HumanDuration>,
+}
+
+/// `[pools.NAME.breaker]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerFile {
+    /// `false` turns the breaker off (member max_connections still applies).
+    pub enabled: Option<bool>,
+    pub consecutive_failures: Option<i64>,
+    pub open_for: Option<HumanDuration>,
+    pub max_open_for: Option<HumanDuration>,
+    pub half_open_trials: Option<i64>,
+    pub early_close: Option<HumanDuration>,
+    pub max_connections: Option<i64>,
 }
 
 /// `[pools.NAME]`
@@ -58,6 +106,7 @@ pub struct PoolFile {
     pub min_healthy: Option<i64>,
     pub all_down: Option<AllDown>,
     pub slow_start: Option<HumanDuration>,
+    pub breaker: Option<BreakerFile>,
 }
 
 /// One entry of `pools.NAME.members`.

@@ -6,21 +6,26 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
 use super::parse::{self, Parsed};
 use super::schema::{
-    FileConfig, HealthFile, HumanDuration, InitState, MemberFile, PoolFile, RouteFile,
+    BreakerFile, FileConfig, HealthFile, HumanDuration, InitState, MemberFile, OnLimitKind,
+    PoolFile, RateLimitFile, RetryFile, RouteFile,
 };
 use super::{
-    AdminConfig, AllDown, BalanceKind, Config, ConfigError, ConfigErrors, DEFAULT_BACKLOG,
-    DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
-    HealthConfig, MAX_WEIGHT, MemberConfig, PoolConfig, RelayConfig, RouteConfig, source_name,
+    AdminConfig, AllDown, BalanceKind, BreakerConfig, Config, ConfigError, ConfigErrors,
+    DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit, PoolConfig,
+    RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, source_name,
 };
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
 const MAX_TIER: i64 = 15;
+/// How long a queued connection waits for a slot by default.
+const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Reads and validates a config file.
 pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
@@ -94,11 +99,13 @@ impl Validator {
             .into_iter()
             .filter_map(|(name, pool)| self.pool(name, pool))
             .collect();
+        let max_connections = self.limit("max_connections", file.max_connections);
         Config {
             source: source.map(Path::to_path_buf),
             shutdown_grace: file.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             seed: file.seed,
             admin,
+            max_connections,
             routes,
             pools,
         }
@@ -137,6 +144,7 @@ impl Validator {
         listen_owner: &mut HashMap<SocketAddr, String>,
     ) -> Option<RouteConfig> {
         let key = |k: &str| format!("routes.{name}.{k}");
+        let route_errors_before = self.errors.len();
         let mut ok = true;
 
         let mut listen = Vec::new();
@@ -229,7 +237,39 @@ impl Validator {
             1 << 20,
         );
 
-        let (Some(pool), Some(backlog), Some(buffer_size), true) = (pool, backlog, buffer_size, ok)
+        let max_connections = self.limit(&key("max_connections"), route.max_connections);
+        let rate_limit = route
+            .rate_limit
+            .as_ref()
+            .and_then(|r| self.rate(&key("rate_limit"), r));
+        let client_rate_limit = route
+            .client_rate_limit
+            .as_ref()
+            .and_then(|r| self.rate(&key("client_rate_limit"), r));
+        let on_limit = match route.on_limit {
+            None | Some(OnLimitKind::Reject) => {
+                if route.queue_timeout.is_some() {
+                    self.error(
+                        key("queue_timeout"),
+                        None,
+                        "only applies with on_limit = \"queue\"",
+                    );
+                }
+                OnLimit::Reject
+            }
+            Some(OnLimitKind::Queue) => OnLimit::Queue {
+                timeout: self.positive(
+                    &key("queue_timeout"),
+                    route.queue_timeout,
+                    DEFAULT_QUEUE_TIMEOUT,
+                ),
+            },
+        };
+        let retry = self.retry(&key("retry"), route.retry.as_ref());
+
+        let errors_here = self.errors.len() != route_errors_before;
+        let (Some(pool), Some(backlog), Some(buffer_size), true, false) =
+            (pool, backlog, buffer_size, ok, errors_here)
         else {
             return None;
         };
@@ -243,6 +283,12 @@ impl Validator {
             relay: RelayConfig {
                 buffer_size: buffer_size as usize,
             },
+            max_connections,
+            rate_limit,
+            client_rate_limit,
+            on_limit,
+            retry: retry?,
+            proxy_protocol: route.proxy_protocol.unwrap_or_default(),
         })
     }
 
@@ -318,6 +364,12 @@ impl Validator {
             None => Some(Some(HealthConfig::default())),
         };
         let slow_start = pool.slow_start.map(|d| d.0).filter(|d| !d.is_zero());
+        let breaker_file = pool.breaker.unwrap_or_default();
+        let member_max_connections = self.limit(
+            &key("breaker.max_connections"),
+            breaker_file.max_connections,
+        );
+        let breaker = self.breaker(&key("breaker"), &breaker_file);
 
         if self.errors.len() != error_count {
             return None;
@@ -330,6 +382,8 @@ impl Validator {
             min_healthy: min_healthy? as usize,
             all_down: pool.all_down.unwrap_or(AllDown::Reject),
             slow_start,
+            breaker,
+            member_max_connections,
         })
     }
 
@@ -392,6 +446,130 @@ impl Validator {
             send,
             expect,
         }))
+    }
+
+    fn retry(&mut self, path: &str, retry: Option<&RetryFile>) -> Option<RetryConfig> {
+        let defaults = RetryConfig::default();
+        let Some(r) = retry else {
+            return Some(defaults);
+        };
+        let key = |k: &str| format!("{path}.{k}");
+        let attempts = self.int_in(
+            &key("attempts"),
+            r.attempts,
+            defaults.attempts as i64,
+            1,
+            100,
+        );
+        let min_backoff = self.positive(&key("min_backoff"), r.min_backoff, defaults.min_backoff);
+        let max_backoff = self.positive(&key("max_backoff"), r.max_backoff, defaults.max_backoff);
+        let budget = self.positive(&key("budget"), r.budget, defaults.budget);
+        if min_backoff > max_backoff {
+            self.error(
+                key("min_backoff"),
+                Some(quote(&humantime::format_duration(min_backoff).to_string())),
+                format!(
+                    "must not exceed max_backoff ({})",
+                    humantime::format_duration(max_backoff)
+                ),
+            );
+            return None;
+        }
+        Some(RetryConfig {
+            attempts: attempts? as u32,
+            min_backoff,
+            max_backoff,
+            jitter: r.jitter.unwrap_or(defaults.jitter),
+            budget,
+        })
+    }
+
+    fn breaker(&mut self, path: &str, b: &BreakerFile) -> Option<BreakerConfig> {
+        if b.enabled == Some(false) {
+            return None;
+        }
+        let key = |k: &str| format!("{path}.{k}");
+        let d = BreakerConfig::default();
+        let failures = self.int_in(
+            &key("consecutive_failures"),
+            b.consecutive_failures,
+            d.consecutive_failures as i64,
+            1,
+            1000,
+        );
+        let open_for = self.positive(&key("open_for"), b.open_for, d.open_for);
+        let max_open_for = self.positive(
+            &key("max_open_for"),
+            b.max_open_for,
+            d.max_open_for.max(open_for),
+        );
+        let trials = self.int_in(
+            &key("half_open_trials"),
+            b.half_open_trials,
+            d.half_open_trials as i64,
+            1,
+            1000,
+        );
+        let early_close = b.early_close.map_or(d.early_close, |e| e.0);
+        if open_for > max_open_for {
+            self.error(
+                key("open_for"),
+                Some(quote(&humantime::format_duration(open_for).to_string())),
+                format!(
+                    "must not exceed max_open_for ({})",
+                    humantime::format_duration(max_open_for)
+                ),
+            );
+            return None;
+        }
+        Some(BreakerConfig {
+            consecutive_failures: failures? as u32,
+            open_for,
+            max_open_for,
+            half_open_trials: trials? as u32,
+            early_close,
+        })
+    }
+
+    fn rate(&mut self, path: &str, r: &RateLimitFile) -> Option<RateLimitConfig> {
+        let Some(per_second) = r.per_second else {
+            self.missing(
+                format!("{path}.per_second"),
+                "missing key: new connections allowed per second",
+            );
+            return None;
+        };
+        let per_second = self.int_in(
+            &format!("{path}.per_second"),
+            Some(per_second),
+            1,
+            1,
+            u32::MAX as i64,
+        )?;
+        // Default burst: one second's worth, as a token bucket usually starts.
+        let burst = self.int_in(
+            &format!("{path}.burst"),
+            r.burst,
+            per_second,
+            1,
+            u32::MAX as i64,
+        )?;
+        Some(RateLimitConfig {
+            per_second: NonZeroU32::new(per_second as u32)?,
+            burst: NonZeroU32::new(burst as u32)?,
+        })
+    }
+
+    /// A connection limit: absent or 0 means unlimited.
+    fn limit(&mut self, path: &str, value: Option<i64>) -> Option<usize> {
+        match value {
+            None | Some(0) => None,
+            Some(n) if n < 0 => {
+                self.error(path, Some(n.to_string()), "must be 0 (unlimited) or more");
+                None
+            }
+            Some(n) => Some(n as usize),
+        }
     }
 
     // --- leaf parsers: each reports its own problem and returns None on error ---

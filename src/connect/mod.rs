@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tower::ServiceBuilder;
 
-pub use error::{ConnectError, Fault};
+pub use error::{ConnectError, Fault, LimitScope, MemberId};
 pub use select::{Select, SelectLayer};
 pub use tcp::TcpConnect;
 pub use timeout::{ConnectTimeout, ConnectTimeoutLayer};

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::Service;
 
-use super::{ConnectError, Connected, MemberRequest};
+use super::{ConnectError, Connected, MemberId, MemberRequest};
 
 /// Connects to the member of the request; always ready.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,11 +30,11 @@ impl Service<MemberRequest> for TcpConnect {
             let addr = member.addr();
             let stream = TcpStream::connect(addr)
                 .await
-                .map_err(|e| ConnectError::from_io(member.name_arc(), addr, e))?;
+                .map_err(|e| ConnectError::from_io(MemberId::of(member), e))?;
             // Interactive protocols must not wait on Nagle; bulk transfers lose nothing by it.
             stream
                 .set_nodelay(true)
-                .map_err(|e| ConnectError::from_io(member.name_arc(), addr, e))?;
+                .map_err(|e| ConnectError::from_io(MemberId::of(member), e))?;
             Ok(Connected {
                 stream,
                 guard: request.guard,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tower::{Layer, Service};
 
-use super::{ConnectError, Connected, MemberRequest};
+use super::{ConnectError, Connected, MemberId, MemberRequest};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectTimeoutLayer {
@@ -55,18 +55,13 @@ where
     }
 
     fn call(&mut self, request: MemberRequest) -> Self::Future {
-        let member = request.guard.member();
-        let (name, addr) = (member.name_arc(), member.addr());
+        let member = MemberId::of(request.guard.member());
         let after = self.after;
         let connect = self.inner.call(request);
         Box::pin(async move {
             match tokio::time::timeout(after, connect).await {
                 Ok(result) => result,
-                Err(_) => Err(ConnectError::Timeout {
-                    member: name,
-                    addr,
-                    after,
-                }),
+                Err(_) => Err(ConnectError::Timeout { member, after }),
             }
         })
     }
