@@ -158,9 +158,15 @@ fn nearest(what: &str, rest: &str) -> String {
     let valid: Vec<&str> = parts.skip(1).step_by(2).collect();
     let best = valid
         .iter()
-        .max_by(|a, b| strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b)));
+        .map(|v| (strsim::jaro_winkler(name, v), v))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
     match best {
-        Some(best) => format!("{what}; did you mean {best}? (valid: {})", valid.join(", ")),
+        // Close enough to be a typo: name it alone, a full list would bury it.
+        Some((score, best)) if score >= 0.8 => format!("{what}; did you mean {best}?"),
+        Some((_, best)) => format!(
+            "{what}; the nearest is {best} (valid: {})",
+            valid.join(", ")
+        ),
         None => format!("{what}; this table takes no keys"),
     }
 }

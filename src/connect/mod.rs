@@ -34,6 +34,8 @@ use crate::upstream::{ActiveGuard, Member, Pool};
 #[derive(Clone, Debug)]
 pub struct ConnectRequest {
     pub client: SocketAddr,
+    /// The sluice address the client connected to (the PROXY header's destination).
+    pub local: SocketAddr,
     /// Member indexes already tried for this client (skipped by `Select`).
     pub tried: Vec<usize>,
 }
@@ -43,6 +45,7 @@ pub struct ConnectRequest {
 pub struct MemberRequest {
     pub guard: ActiveGuard,
     pub client: SocketAddr,
+    pub local: SocketAddr,
 }
 
 /// A connected upstream.
@@ -53,6 +56,8 @@ pub struct Connected {
     pub guard: ActiveGuard,
     /// Handshake time of the attempt that succeeded.
     pub connect_time: Duration,
+    /// Admission permits (global, route connection limits) held until the relay ends.
+    pub permits: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Connected {

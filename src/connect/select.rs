@@ -60,6 +60,7 @@ where
             Ok(member) => Either::Left(self.inner.call(MemberRequest {
                 guard: member.track(),
                 client: request.client,
+                local: request.local,
             })),
             Err(e) => Either::Right(ready(Err(e.into()))),
         }

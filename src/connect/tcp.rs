@@ -39,6 +39,7 @@ impl Service<MemberRequest> for TcpConnect {
                 stream,
                 guard: request.guard,
                 connect_time: started.elapsed(),
+                permits: Vec::new(),
             })
         })
     }

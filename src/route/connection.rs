@@ -67,8 +67,12 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr) -> Ou
     let started = Instant::now();
     // Bytes the client sends meanwhile wait in its socket's receive buffer; nothing is lost.
     let _ = client.set_nodelay(true);
+    let Ok(local) = client.local_addr() else {
+        return Outcome::ClientError;
+    };
     let request = ConnectRequest {
         client: peer,
+        local,
         tried: Vec::new(),
     };
     let connected = match route.connect.clone().oneshot(request).await {
