@@ -112,7 +112,7 @@ impl Server {
             let pool = Arc::clone(&pools[&r.pool]);
             let context = Arc::new(RouteContext {
                 name: r.name.as_str().into(),
-                connect: connect::stack(pool, r.connect_timeout),
+                connect: connect::stack(pool, r),
                 relay: RelaySettings {
                     idle_timeout: r.idle_timeout,
                     buffer_size: r.relay.buffer_size,

@@ -12,6 +12,7 @@
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
 
 mod error;
+pub mod proxy_protocol;
 mod select;
 mod tcp;
 mod timeout;
@@ -28,6 +29,7 @@ pub use select::{Select, SelectLayer};
 pub use tcp::TcpConnect;
 pub use timeout::{ConnectTimeout, ConnectTimeoutLayer};
 
+use crate::config::RouteConfig;
 use crate::upstream::{ActiveGuard, Member, Pool};
 
 /// A client waiting for an upstream.
@@ -70,9 +72,9 @@ impl Connected {
 pub type ConnectStack = Select<ConnectTimeout<TcpConnect>>;
 
 /// Builds the connect stack of a route over its pool.
-pub fn stack(pool: Arc<Pool>, connect_timeout: Duration) -> ConnectStack {
+pub fn stack(pool: Arc<Pool>, route: &RouteConfig) -> ConnectStack {
     ServiceBuilder::new()
         .layer(SelectLayer::new(pool))
-        .layer(ConnectTimeoutLayer::new(connect_timeout))
-        .service(TcpConnect)
+        .layer(ConnectTimeoutLayer::new(route.connect_timeout))
+        .service(TcpConnect::new(route.proxy_protocol))
 }
