@@ -6,7 +6,7 @@
 //! [`relay`] returns, whatever the reason. It leaves socket options (`TCP_NODELAY`), logging the
 //! outcome and metrics to the caller, which gets everything it needs in the [`RelayReport`].
 //!
-//! Each direction is a [`copy::Flow`] that holds a pooled buffer ([`buffer`]) only while bytes
+//! Each direction is a `copy::Flow` that holds a pooled buffer (`buffer.rs`) only while bytes
 //! are in flight.
 
 mod buffer;
