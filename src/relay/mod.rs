@@ -6,7 +6,7 @@
 //! [`relay`] returns, whatever the reason. It leaves socket options (`TCP_NODELAY`), logging the
 //! outcome and metrics to the caller, which gets everything it needs in the [`RelayReport`].
 //!
-//! Each direction is a [`copy::Flow`] that holds a pooled buffer ([`buffer`]) only while bytes
+//! Each direction is a `copy::Flow` that holds a pooled buffer (`buffer.rs`) only while bytes
 //! are in flight.
 
 mod buffer;
@@ -30,7 +30,8 @@ pub struct RelaySettings {
     ///
     /// The timer keeps running after one side has sent its FIN, so a peer that never finishes
     /// its half cannot pin both sockets (one in `FIN_WAIT2`, one in `CLOSE_WAIT`) forever.
-    /// With `None`, such a connection lives until the cut.
+    /// With `None`, such a connection lives until the cut. `Some(Duration::ZERO)` ends the relay
+    /// at once.
     pub idle_timeout: Option<Duration>,
     /// Size in bytes of a pooled copy buffer, borrowed only while data is in flight: the most
     /// one read moves. Zero is treated as 1.
@@ -98,8 +99,9 @@ pub fn buffers_in_flight() -> usize {
 /// in `bytes_up`. Both sockets are dropped, and so closed, before this returns; a cut or timeout
 /// does not shut them down gracefully first (unread data makes the kernel send a reset).
 ///
-/// The returned future is about 600 bytes (see the `relay_future_size` unit test) and holds no
-/// copy buffer while the connection is idle.
+/// The returned future is the whole per-connection state: about 950 bytes (944 in a debug
+/// build, 912 in release with rustc 1.95; the `relay_future_size` unit test prints it). It
+/// holds no copy buffer while the connection is idle.
 pub async fn relay(
     mut client: TcpStream,
     mut upstream: TcpStream,
