@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info};
 
 use super::connection::{self, RouteContext};
 
@@ -63,7 +63,7 @@ pub async fn accept_loop(
         }
     }
     if let Ok(addr) = listener.local_addr() {
-        warn!(route = %route.name, %addr, "stopped accepting");
+        info!(route = %route.name, %addr, "stopped accepting");
     }
 }
 
