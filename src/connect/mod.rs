@@ -11,9 +11,15 @@
 //! The stack never touches the client socket: it returns an upstream [`Connected`] (or a typed
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
 
+mod admission;
+mod client_limit;
+mod clock;
 mod error;
+mod rate_limit;
 mod select;
 mod tcp;
+#[cfg(test)]
+mod testing;
 mod timeout;
 
 use std::net::SocketAddr;
@@ -23,7 +29,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tower::ServiceBuilder;
 
+pub use admission::{Admission, AdmissionLayer, ConnectionLimit};
+pub use client_limit::{CLEANUP_EVERY, ClientRateLimit};
+pub use clock::{TokioClock, TokioInstant};
 pub use error::{ConnectError, Fault, LimitScope, MemberId};
+pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use select::{Select, SelectLayer};
 pub use tcp::TcpConnect;
 pub use timeout::{ConnectTimeout, ConnectTimeoutLayer};
