@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
 use super::client_limit::ClientRateLimit;
+use super::clock::queue_deadline;
 use super::{ConnectError, ConnectRequest, Connected, LimitScope};
 use crate::config::{OnLimit, RateLimitConfig, RouteConfig};
 
@@ -70,7 +71,8 @@ impl ConnectionLimit {
         Self::new(LimitScope::Global, max)
     }
 
-    /// One route's limit, shared by every connection of that route.
+    /// One route's limit, shared by every connection of that route. A new one starts empty:
+    /// keep the old one across a reload if live connections should still count.
     pub fn route(max: usize) -> Self {
         Self::new(LimitScope::Route, max)
     }
@@ -125,7 +127,8 @@ impl ConnectionLimit {
 impl AdmissionLayer {
     /// A route's admission: its `max_connections`, `client_rate_limit` and `on_limit`, plus the
     /// server-wide limit (`None` when `Config::max_connections` is unset). A limit that is not
-    /// configured is not checked; with none at all the layer only forwards.
+    /// configured is not checked; with none at all the layer only forwards. Build it once per
+    /// route: the route's count and client buckets live in the layer, shared by its services.
     pub fn for_route(route: &RouteConfig, global: Option<ConnectionLimit>) -> Self {
         Self::new(
             route.on_limit,
@@ -202,10 +205,7 @@ where
 
     fn call(&mut self, request: ConnectRequest) -> Self::Future {
         let limits = Arc::clone(&self.limits);
-        let deadline = match limits.on_limit {
-            OnLimit::Reject => None,
-            OnLimit::Queue { timeout } => Some(Instant::now() + timeout),
-        };
+        let deadline = queue_deadline(limits.on_limit);
         let inner = self.inner.clone();
         Box::pin(async move {
             let permits = limits.admit(request.client.ip(), deadline).await?;

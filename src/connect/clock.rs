@@ -4,8 +4,9 @@
 //! a test could not refill a bucket by advancing time and production would read a second clock
 //! beside tokio's. This module owns the bridge: a governor [`Clock`] over
 //! `tokio::time::Instant`, the limiter types built on it, the quota of a [`RateLimitConfig`],
-//! and [`take_token`], the one place that turns "wait or fail fast" into a token wait. Which
-//! bucket and which error are left to `rate_limit` and `client_limit`.
+//! and the waiting rules shared by the limit layers: [`queue_deadline`] turns `on_limit` into
+//! a deadline and [`take_token`] waits for a token by it. Which bucket and which error are left
+//! to `rate_limit`, `client_limit` and `admission`.
 
 use std::net::IpAddr;
 use std::ops::Add;
@@ -19,7 +20,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{NotUntil, Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::config::RateLimitConfig;
+use crate::config::{OnLimit, RateLimitConfig};
 
 /// Reads `tokio::time::Instant::now()`, so it follows a paused runtime clock (and outside a
 /// runtime, falls back to the monotonic std clock, as tokio does).
@@ -49,6 +50,21 @@ pub fn quota(config: &RateLimitConfig) -> Quota {
 pub fn refill_horizon(config: &RateLimitConfig) -> Duration {
     let interval = Duration::from_secs(1) / config.per_second.get();
     interval * config.burst.get().saturating_add(1)
+}
+
+/// Stand-in for a deadline past what the clock can hold (tokio uses the same ~30 years).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// When a connection arriving now gives up under `on_limit`: `None` (fail fast) for `Reject`.
+/// A `Queue` timeout too large for the clock waits as good as forever instead of panicking.
+pub fn queue_deadline(on_limit: OnLimit) -> Option<Instant> {
+    match on_limit {
+        OnLimit::Reject => None,
+        OnLimit::Queue { timeout } => {
+            let now = Instant::now();
+            Some(now.checked_add(timeout).unwrap_or(now + FAR_FUTURE))
+        }
+    }
 }
 
 /// Takes one token through `check`. Without a deadline it fails fast: a token now or `false`.
@@ -144,6 +160,18 @@ mod tests {
         );
         tokio::time::advance(Duration::from_millis(100)).await;
         assert!(limiter.check().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_deadline_from_on_limit() {
+        assert_eq!(queue_deadline(OnLimit::Reject), None);
+        let timeout = Duration::from_secs(1);
+        let deadline = queue_deadline(OnLimit::Queue { timeout });
+        assert_eq!(deadline, Some(Instant::now() + timeout));
+        let forever = queue_deadline(OnLimit::Queue {
+            timeout: Duration::MAX,
+        });
+        assert_eq!(forever, Some(Instant::now() + FAR_FUTURE));
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //!    alone and names it in the error.
 //! 3. `TcpConnect` — the handshake itself, with `TCP_NODELAY`.
 //!
+//! The limit layers go above `Select` (built, not yet wired into [`stack`]):
+//!
+//! - `Admission` — connection counts (global, route) and the per-client rate; outermost so a
+//!   refused connection costs nothing below and its permits span the connect and the relay.
+//! - `RateLimit` — the route-wide new-connection rate; under Admission so only admitted
+//!   connections spend a token, above Retry so a redial does not spend another.
+//!
 //! The stack never touches the client socket: it returns an upstream [`Connected`] (or a typed
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
 

@@ -16,6 +16,7 @@
 //! So the token is taken in `call` (a clone polled ready but never called spends nothing),
 //! `poll_ready` is always ready, and the unpolled inner service is cloned into the response
 //! future and driven ready only after the token, so nothing below is reserved while queued.
+//! Nothing is reserved per clone either, so `Clone` is derived.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,7 +25,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
-use super::clock::{DirectLimiter, TokioClock, quota, take_token};
+use super::clock::{DirectLimiter, TokioClock, queue_deadline, quota, take_token};
 use super::{ConnectError, ConnectRequest, Connected, LimitScope};
 use crate::config::{OnLimit, RateLimitConfig, RouteConfig};
 
@@ -117,10 +118,7 @@ where
 
     fn call(&mut self, request: ConnectRequest) -> Self::Future {
         let bucket = self.bucket.clone();
-        let deadline = match bucket.as_ref().map(|b| b.on_limit) {
-            Some(OnLimit::Queue { timeout }) => Some(Instant::now() + timeout),
-            _ => None,
-        };
+        let deadline = bucket.as_ref().and_then(|b| queue_deadline(b.on_limit));
         let inner = self.inner.clone();
         Box::pin(async move {
             if let Some(bucket) = bucket {
