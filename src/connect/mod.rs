@@ -8,13 +8,26 @@
 //!    alone and names it in the error.
 //! 3. `TcpConnect` — the handshake itself, with `TCP_NODELAY`.
 //!
+//! The limit layers go above `Select` (built, not yet wired into [`stack`]):
+//!
+//! - `Admission` — connection counts (global, route) and the per-client rate; outermost so a
+//!   refused connection costs nothing below and its permits span the connect and the relay.
+//! - `RateLimit` — the route-wide new-connection rate; under Admission so only admitted
+//!   connections spend a token, above Retry so a redial does not spend another.
+//!
 //! The stack never touches the client socket: it returns an upstream [`Connected`] (or a typed
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
 
+mod admission;
+mod client_limit;
+mod clock;
 mod error;
 pub mod proxy_protocol;
+mod rate_limit;
 mod select;
 mod tcp;
+#[cfg(test)]
+mod testing;
 mod timeout;
 
 use std::net::SocketAddr;
@@ -24,7 +37,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tower::ServiceBuilder;
 
+pub use admission::{Admission, AdmissionLayer, ConnectionLimit};
+pub use client_limit::{CLEANUP_EVERY, ClientRateLimit};
+pub use clock::{TokioClock, TokioInstant};
 pub use error::{ConnectError, Fault, LimitScope, MemberId};
+pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use select::{Select, SelectLayer};
 pub use tcp::TcpConnect;
 pub use timeout::{ConnectTimeout, ConnectTimeoutLayer};
