@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::connect;
+use crate::connect::{self, ConnectionLimit};
 use crate::health;
 use crate::relay::RelaySettings;
 use crate::route::{self, RouteContext};
@@ -107,12 +107,13 @@ impl Server {
             .collect();
         let cut = CancellationToken::new();
         let cut_count = Arc::new(AtomicUsize::new(0));
+        let global = config.max_connections.map(ConnectionLimit::global);
         let mut routes = Vec::new();
         for r in &config.routes {
             let pool = Arc::clone(&pools[&r.pool]);
             let context = Arc::new(RouteContext {
                 name: r.name.as_str().into(),
-                connect: connect::stack(pool, r),
+                connect: connect::stack(pool, r, global.clone()),
                 relay: RelaySettings {
                     idle_timeout: r.idle_timeout,
                     buffer_size: r.relay.buffer_size,

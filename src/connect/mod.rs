@@ -1,19 +1,20 @@
 //! The connect stack: how a new client connection gets an upstream socket.
 //!
-//! Built once per route with tower, outermost first:
+//! Built once per route with tower. The order, outermost first, and why each layer sits there:
 //!
-//! 1. `Select` — picks a member from the pool (tier policy + balancer); outermost so each
-//!    later retry can pick again.
-//! 2. `ConnectTimeout` — bounds one attempt; right above the connect so it times the member
+//! 1. `Admission` — connection counts (global, route) and the per-client rate; outermost so a
+//!    refused connection costs nothing below and its permits span the connect and the relay.
+//! 2. `RateLimit` — the route-wide new-connection rate; under Admission so only admitted
+//!    connections spend a token, above Retry so a redial does not spend another.
+//! 3. `Retry` — redials on a member failure with backoff; above Select so every attempt picks
+//!    again, excluding the members that already failed this client.
+//! 4. `Select` — picks a member from the pool (tier policy + balancer; down, drained, open
+//!    and full members are not eligible) and counts it active from here on.
+//! 5. `CircuitBreaker` — per member; admits (or refuses a race with an opening breaker) and
+//!    learns from the outcome of the attempt below it.
+//! 6. `ConnectTimeout` — bounds one attempt; right above the connect so it times the member
 //!    alone and names it in the error.
-//! 3. `TcpConnect` — the handshake itself, with `TCP_NODELAY`.
-//!
-//! The limit layers go above `Select` (built, not yet wired into [`stack`]):
-//!
-//! - `Admission` — connection counts (global, route) and the per-client rate; outermost so a
-//!   refused connection costs nothing below and its permits span the connect and the relay.
-//! - `RateLimit` — the route-wide new-connection rate; under Admission so only admitted
-//!   connections spend a token, above Retry so a redial does not spend another.
+//! 7. `TcpConnect` — the handshake itself, with `TCP_NODELAY` and the PROXY header.
 //!
 //! The stack never touches the client socket: it returns an upstream [`Connected`] (or a typed
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
@@ -86,11 +87,18 @@ impl Connected {
 }
 
 /// The concrete stack type of a route.
-pub type ConnectStack = Select<ConnectTimeout<TcpConnect>>;
+pub type ConnectStack = Admission<RateLimit<Select<ConnectTimeout<TcpConnect>>>>;
 
-/// Builds the connect stack of a route over its pool.
-pub fn stack(pool: Arc<Pool>, route: &RouteConfig) -> ConnectStack {
+/// Builds the connect stack of a route over its pool. `global` is the process-wide connection
+/// limit, shared by every route.
+pub fn stack(
+    pool: Arc<Pool>,
+    route: &RouteConfig,
+    global: Option<ConnectionLimit>,
+) -> ConnectStack {
     ServiceBuilder::new()
+        .layer(AdmissionLayer::for_route(route, global))
+        .layer(RateLimitLayer::for_route(route))
         .layer(SelectLayer::new(pool))
         .layer(ConnectTimeoutLayer::new(route.connect_timeout))
         .service(TcpConnect::new(route.proxy_protocol))

@@ -32,6 +32,8 @@ pub enum Outcome {
     Ok,
     UpstreamError,
     Timeout,
+    RejectedRate,
+    RejectedLimit,
     NoMember,
     ClientError,
     IdleTimeout,
@@ -44,10 +46,28 @@ impl Outcome {
             Self::Ok => "ok",
             Self::UpstreamError => "upstream_error",
             Self::Timeout => "timeout",
+            Self::RejectedRate => "rejected_rate",
+            Self::RejectedLimit => "rejected_limit",
             Self::NoMember => "no_member",
             Self::ClientError => "client_error",
             Self::IdleTimeout => "idle_timeout",
             Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl Outcome {
+    /// The outcome of a connection whose connect stack failed.
+    pub fn of(error: &ConnectError) -> Self {
+        match error {
+            ConnectError::Timeout { .. } => Self::Timeout,
+            ConnectError::RateLimited { .. } => Self::RejectedRate,
+            ConnectError::LimitReached { .. } => Self::RejectedLimit,
+            ConnectError::NoEligibleMember(_) | ConnectError::CircuitOpen { .. } => Self::NoMember,
+            e => match e.fault() {
+                Fault::Upstream => Self::UpstreamError,
+                Fault::Sluice => Self::NoMember,
+            },
         }
     }
 }
@@ -81,11 +101,7 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr) -> Ou
             // Dropping the client socket closes it at once: the client learns now rather than
             // after its own timeout.
             warn!(reason = e.reason(), error = %e, "connect failed; closing client");
-            return match (&e, e.fault()) {
-                (ConnectError::Timeout { .. }, _) => Outcome::Timeout,
-                (_, Fault::Upstream) => Outcome::UpstreamError,
-                (_, Fault::Sluice) => Outcome::NoMember,
-            };
+            return Outcome::of(&e);
         }
     };
     tracing::Span::current().record("member", connected.member().name());
