@@ -48,9 +48,14 @@ pub struct Breaker {
 #[derive(Clone, Copy, Debug)]
 enum State {
     Closed,
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// `issued` trials admitted this round (released ones given back), `succeeded` of them done.
-    HalfOpen { issued: u32, succeeded: u32 },
+    HalfOpen {
+        issued: u32,
+        succeeded: u32,
+    },
 }
 
 /// The breaker as an operator sees it (for `/status`).
@@ -276,7 +281,9 @@ impl Breaker {
     /// Opens for the current period doubled (`escalate`, a failed trial) or for `open_for`.
     fn open(&mut self, now: Instant, from: Phase, failures: u32, escalate: bool) -> Transition {
         self.open_for = if escalate {
-            self.open_for.saturating_mul(2).min(self.config.max_open_for)
+            self.open_for
+                .saturating_mul(2)
+                .min(self.config.max_open_for)
         } else {
             self.config.open_for
         };

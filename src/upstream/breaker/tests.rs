@@ -46,10 +46,18 @@ fn opens_after_consecutive_failures_once() {
         assert_eq!(admit, Admit::Pass);
         assert_eq!(b.on_failure(t0, admit), None);
     }
-    assert_eq!(b.on_failure(t0, Admit::Pass), opened(Phase::Closed, 3, OPEN_FOR));
+    assert_eq!(
+        b.on_failure(t0, Admit::Pass),
+        opened(Phase::Closed, 3, OPEN_FOR)
+    );
     // A straggler admitted before it opened fails too: no second transition.
     assert_eq!(b.on_failure(t0, Admit::Pass), None);
-    assert_eq!(b.state(t0), BreakerState::Open { until: t0 + OPEN_FOR });
+    assert_eq!(
+        b.state(t0),
+        BreakerState::Open {
+            until: t0 + OPEN_FOR
+        }
+    );
 }
 
 #[test]
@@ -135,7 +143,10 @@ fn failed_trial_reopens_for_double_capped_then_close_resets() {
     assert!(b.on_success(now, trial).is_some());
     // Past probation, the next opening is back to `open_for`.
     now += Duration::from_secs(1);
-    assert_eq!(open(&mut b, now), opened(Phase::Closed, 1, OPEN_FOR).unwrap());
+    assert_eq!(
+        open(&mut b, now),
+        opened(Phase::Closed, 1, OPEN_FOR).unwrap()
+    );
 }
 
 #[test]
