@@ -11,7 +11,9 @@
 //! The stack never touches the client socket: it returns an upstream [`Connected`] (or a typed
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
 
+mod breaker;
 mod error;
+mod retry;
 mod select;
 mod tcp;
 mod timeout;
@@ -23,7 +25,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tower::ServiceBuilder;
 
+pub use breaker::{CircuitBreaker, CircuitBreakerLayer};
 pub use error::{ConnectError, Fault, LimitScope, MemberId};
+pub use retry::{Retry, RetryLayer};
 pub use select::{Select, SelectLayer};
 pub use tcp::TcpConnect;
 pub use timeout::{ConnectTimeout, ConnectTimeoutLayer};
