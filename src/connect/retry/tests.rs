@@ -199,3 +199,62 @@ async fn seeded_jitter_repeats_across_runs() {
         );
     }
 }
+
+/// The layers as the route will stack them, over real loopback sockets: member 0 refuses, so
+/// its breaker opens and the redial connects to member 1; the next client skips member 0.
+#[tokio::test]
+async fn real_stack_redials_past_a_refusing_member() {
+    use crate::config::{AllDown, BalanceKind, BreakerConfig, MemberConfig, PoolConfig};
+    use crate::connect::{CircuitBreakerLayer, ConnectTimeoutLayer, SelectLayer, TcpConnect};
+    use crate::upstream::{BreakerState, Pool};
+
+    let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = refusing.local_addr().unwrap();
+    drop(refusing);
+    let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let member = |addr: SocketAddr| MemberConfig {
+        name: addr.to_string(),
+        addr,
+        weight: 1,
+        tier: 0,
+    };
+    let pool = std::sync::Arc::new(Pool::new(
+        &PoolConfig {
+            name: "db".into(),
+            balance: BalanceKind::RoundRobin,
+            members: vec![member(dead), member(live.local_addr().unwrap())],
+            health: None,
+            min_healthy: 1,
+            all_down: AllDown::Reject,
+            slow_start: None,
+            breaker: Some(BreakerConfig {
+                consecutive_failures: 1,
+                ..Default::default()
+            }),
+            member_max_connections: None,
+        },
+        1,
+    ));
+    let mut retry = config(3, false, 5_000);
+    retry.min_backoff = Duration::from_millis(1);
+    let stack = tower::ServiceBuilder::new()
+        .layer(RetryLayer::new("pg".into(), retry, 1))
+        .layer(SelectLayer::new(std::sync::Arc::clone(&pool)))
+        .layer(CircuitBreakerLayer::new())
+        .layer(ConnectTimeoutLayer::new(Duration::from_secs(2)))
+        .service(TcpConnect);
+    let request = ConnectRequest {
+        client: "127.0.0.1:40000".parse().unwrap(),
+        local: "127.0.0.1:6432".parse().unwrap(),
+        tried: Vec::new(),
+    };
+    for _ in 0..2 {
+        let connected = stack.clone().oneshot(request.clone()).await.unwrap();
+        assert_eq!(connected.member().index(), 1);
+        let opened = pool.members()[0].breaker_state(Instant::now());
+        assert!(
+            matches!(opened, Some(BreakerState::Open { .. })),
+            "{opened:?}"
+        );
+    }
+}
