@@ -188,10 +188,15 @@ impl Member {
     }
 
     /// A connect to this member failed outside the connect stack, `reason` as in
-    /// `ConnectError::reason`. Counts only while the breaker is closed.
+    /// `ConnectError::reason`. Counts only while the breaker is closed. `"early_close"` (the
+    /// reason of `ConnectError::EarlyClose`) is the same as [`report_early_close`].
+    ///
+    /// [`report_early_close`]: Self::report_early_close
     pub fn report_connect_failure(&self, reason: &'static str) {
-        if let Some(c) = &self.circuit {
-            c.on_failure(Instant::now(), Admit::Pass, reason);
+        match &self.circuit {
+            Some(c) if reason == "early_close" => c.on_early_close(Instant::now()),
+            Some(c) => c.on_failure(Instant::now(), Admit::Pass, reason),
+            None => {}
         }
     }
 

@@ -151,6 +151,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn early_closes_after_good_connects_open_the_breaker() {
+        let breaker = BreakerConfig {
+            consecutive_failures: 3,
+            ..Default::default()
+        };
+        let pool = Pool::new(&config(Some(breaker), None), 1);
+        let member = &pool.members()[0];
+        for _ in 0..3 {
+            // The stack saw the connect succeed; the connection task then saw the early close.
+            member.acquire_breaker(Instant::now()).unwrap().success();
+            member.report_connect_failure("early_close");
+        }
+        assert!(!member.breaker_admits(Instant::now()));
+        assert!(member.acquire_breaker(Instant::now()).is_err());
+    }
+
+    #[tokio::test]
     async fn full_member_gets_no_picks_until_a_slot_frees() {
         let pool = Pool::new(&config(None, Some(1)), 1);
         let client = IpAddr::from([10, 0, 0, 1]);
