@@ -20,3 +20,9 @@ pub const MEMBER_UP: &str = "sluice_member_up";
 pub const MEMBER_HEALTH_TRANSITIONS_TOTAL: &str = "sluice_member_health_transitions_total";
 /// Histogram: duration of one health probe by pool and member.
 pub const HEALTH_CHECK_DURATION_SECONDS: &str = "sluice_health_check_duration_seconds";
+/// Gauge: a member's circuit breaker by pool and member: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "sluice_breaker_state";
+/// Counter: breaker transitions by pool, member and `to` (closed/half_open/open).
+pub const BREAKER_TRANSITIONS_TOTAL: &str = "sluice_breaker_transitions_total";
+/// Counter: redials to another member after a failed connect, by route.
+pub const RETRIES_TOTAL: &str = "sluice_retries_total";
