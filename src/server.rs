@@ -120,6 +120,7 @@ impl Server {
                 },
                 cut: cut.clone(),
                 cut_count: Arc::clone(&cut_count),
+                early_close_attempts: r.retry.attempts,
             });
             let mut listeners = Vec::new();
             for &addr in &r.listen {

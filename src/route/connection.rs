@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::connect::{ConnectError, ConnectRequest, ConnectStack, Fault};
+use crate::connect::{ConnectError, ConnectRequest, ConnectStack, Connected, Fault, MemberId};
 use crate::relay::{self, RelayEnd, RelaySettings, Side};
 use crate::telemetry::metrics as m;
 
@@ -24,6 +24,8 @@ pub struct RouteContext {
     pub cut: CancellationToken,
     /// Connections ended by `cut`, for the shutdown summary.
     pub cut_count: Arc<AtomicUsize>,
+    /// Upstreams tried in all when each one closes early (the route's `retry.attempts`).
+    pub early_close_attempts: u32,
 }
 
 /// How a connection ended, as counted in `sluice_connections_total{outcome}`.
@@ -72,6 +74,80 @@ impl Outcome {
     }
 }
 
+/// What a fresh upstream connection does first, watched for the member's `early_close` window.
+enum FirstSign {
+    /// The upstream sent a byte, or nothing happened within the window: it is healthy.
+    Healthy,
+    /// The client has bytes to send; they will go out now, so a redial is off the table.
+    ClientSpoke,
+    /// The upstream closed (`"closed"`) or reset (`"reset"`) before sending anything.
+    UpstreamQuit(&'static str),
+}
+
+/// Gets an upstream through the connect stack, then watches it for an early close: a member
+/// that accepts and hangs up at once (a crashed backend behind a still-open port, a proxy
+/// whose own upstream is gone) fails its breaker, and while the client has sent nothing the
+/// connection is redialled to another member. Client bytes are never replayed: once the
+/// client speaks, its bytes go to this upstream and whatever it does is final.
+async fn connect(
+    route: &RouteContext,
+    client: &TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<Connected, ConnectError> {
+    let mut tried = Vec::new();
+    let mut attempts = 0;
+    loop {
+        let request = ConnectRequest {
+            client: peer,
+            local,
+            tried: tried.clone(),
+        };
+        let connected = route.connect.clone().oneshot(request).await?;
+        attempts += 1;
+        let member = Arc::clone(connected.member());
+        let Some(window) = member.early_close() else {
+            return Ok(connected);
+        };
+        let how = match first_sign(client, &connected.stream, window).await {
+            FirstSign::Healthy | FirstSign::ClientSpoke => return Ok(connected),
+            FirstSign::UpstreamQuit(how) => how,
+        };
+        member.report_early_close();
+        let error = ConnectError::EarlyClose {
+            member: MemberId::of(&member),
+            within: window,
+        };
+        tried.push(member.index());
+        if attempts >= route.early_close_attempts {
+            return Err(error);
+        }
+        info!(
+            member = member.name(),
+            how,
+            attempt = attempts,
+            "upstream closed before sending a byte; redialling another member"
+        );
+    }
+}
+
+async fn first_sign(client: &TcpStream, upstream: &TcpStream, window: Duration) -> FirstSign {
+    let (mut byte, mut client_byte) = ([0u8; 1], [0u8; 1]);
+    tokio::select! {
+        // The upstream's answer wins a tie: a member that sent its banner is healthy.
+        biased;
+        peeked = upstream.peek(&mut byte) => match peeked {
+            Ok(0) => FirstSign::UpstreamQuit("closed"),
+            Ok(_) => FirstSign::Healthy,
+            Err(_) => FirstSign::UpstreamQuit("reset"),
+        },
+        // `peek`, not `readable()`: readiness may be a false positive, a peeked byte is not.
+        // EOF or an error also ends the watch: a client that already left needs no redial.
+        _ = client.peek(&mut client_byte) => FirstSign::ClientSpoke,
+        () = tokio::time::sleep(window) => FirstSign::Healthy,
+    }
+}
+
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Serves one accepted client until both directions are done.
@@ -90,12 +166,7 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr) -> Ou
     let Ok(local) = client.local_addr() else {
         return Outcome::ClientError;
     };
-    let request = ConnectRequest {
-        client: peer,
-        local,
-        tried: Vec::new(),
-    };
-    let connected = match route.connect.clone().oneshot(request).await {
+    let connected = match connect(route, &client, peer, local).await {
         Ok(c) => c,
         Err(e) => {
             // Dropping the client socket closes it at once: the client learns now rather than
@@ -106,6 +177,8 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr) -> Ou
     };
     tracing::Span::current().record("member", connected.member().name());
     let connect_time = connected.connect_time;
+    let member = Arc::clone(connected.member());
+    let relay_started = Instant::now();
     let report = relay::relay(
         client,
         connected.stream,
@@ -115,6 +188,21 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr) -> Ou
     )
     .await;
     drop(connected.guard);
+    // The client spoke first, so the watch in `connect` handed over before the upstream
+    // showed anything; an upstream that then closed without a byte still failed.
+    if let Some(window) = member.early_close() {
+        let upstream_quit = matches!(report.first_close, Some(Side::Upstream))
+            || matches!(
+                report.end,
+                RelayEnd::Error {
+                    side: Side::Upstream,
+                    ..
+                }
+            );
+        if upstream_quit && report.bytes_down == 0 && relay_started.elapsed() < window {
+            member.report_early_close();
+        }
+    }
 
     let outcome = match &report.end {
         RelayEnd::Completed => Outcome::Ok,
