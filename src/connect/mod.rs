@@ -35,6 +35,7 @@ mod timeout;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -62,6 +63,25 @@ pub struct ConnectRequest {
     pub local: SocketAddr,
     /// Member indexes already tried for this client (skipped by `Select`).
     pub tried: Vec<usize>,
+    /// Members picked for this client so far, shared by every retry's copy of the request:
+    /// the access log reports it whether the connection succeeded or not.
+    pub attempts: Arc<AtomicU32>,
+}
+
+impl ConnectRequest {
+    pub fn new(client: SocketAddr, local: SocketAddr) -> Self {
+        Self {
+            client,
+            local,
+            tried: Vec::new(),
+            attempts: Arc::default(),
+        }
+    }
+
+    /// Connect attempts made so far (members picked).
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
 }
 
 /// One attempt at one member; the guard already counts it as active.

@@ -79,6 +79,7 @@ async fn drive(layer: &RetryLayer, answer: impl Fn(usize) -> Result<(), ConnectE
         client: "192.0.2.1:40000".parse().unwrap(),
         local: "127.0.0.1:6432".parse().unwrap(),
         tried: Vec::new(),
+        attempts: Default::default(),
     };
     let start = Instant::now();
     let task = tokio::spawn(svc.oneshot(request));
@@ -247,6 +248,7 @@ async fn real_stack_redials_past_a_refusing_member() {
         client: "127.0.0.1:40000".parse().unwrap(),
         local: "127.0.0.1:6432".parse().unwrap(),
         tried: Vec::new(),
+        attempts: Default::default(),
     };
     for _ in 0..2 {
         let connected = stack.clone().oneshot(request.clone()).await.unwrap();
