@@ -105,10 +105,19 @@ mod tests {
     #[tokio::test]
     async fn empty_listen_is_loopback_port_zero_unless_remote_allowed() {
         let local = AddrPolicy::default();
-        assert_eq!(local.resolve_listen("").await.unwrap().to_string(), "127.0.0.1:0");
-        assert_eq!(local.resolve_listen(":0").await.unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(
+            local.resolve_listen("").await.unwrap().to_string(),
+            "127.0.0.1:0"
+        );
+        assert_eq!(
+            local.resolve_listen(":0").await.unwrap().to_string(),
+            "127.0.0.1:0"
+        );
         let remote = AddrPolicy { allow_remote: true };
-        assert_eq!(remote.resolve_listen("").await.unwrap().to_string(), "0.0.0.0:0");
+        assert_eq!(
+            remote.resolve_listen("").await.unwrap().to_string(),
+            "0.0.0.0:0"
+        );
     }
 
     #[tokio::test]

@@ -45,7 +45,9 @@ pub enum Error {
 
     /// An address outside 127.0.0.0/8 and ::1 was asked for without `--allow-remote`. Not a
     /// Toxiproxy error: this machine's chaos runs must never reach beyond loopback.
-    #[error("{addr} is not a loopback address (start sluice-toxiproxy with --allow-remote to allow it)")]
+    #[error(
+        "{addr} is not a loopback address (start sluice-toxiproxy with --allow-remote to allow it)"
+    )]
     NotLoopback {
         /// The address as the client gave it.
         addr: String,
@@ -111,7 +113,10 @@ mod tests {
             ),
         ];
         for (err, code, msg) in cases {
-            assert_eq!((err.status_code(), err.to_string()), (code, msg.to_string()));
+            assert_eq!(
+                (err.status_code(), err.to_string()),
+                (code, msg.to_string())
+            );
         }
     }
 }

@@ -9,7 +9,7 @@
 //! store     proxies by name: create, update, delete, populate, reset
 //! proxy     one proxy: listener lifecycle (enabled = listening), accept loop, its connections
 //! link/     one connection: dial, both directions through the toxic chains, close or reset
-//!           direction.rs (the chain walk), effects.rs (toxic arithmetic, no I/O)
+//!           direction/ (the chain walk; stages.rs: multi-step toxics), effects.rs (arithmetic)
 //! toxic/    toxic types and attributes (kind.rs), one proxy's toxic set (set.rs)
 //! addr      address resolution and the loopback-only policy
 //! error     the API's errors, with Toxiproxy's messages and status codes

@@ -85,7 +85,8 @@ async fn serve(addr: SocketAddr, config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API on {addr}"))?;
     let bound = listener.local_addr().context("reading the API address")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     // println! flushes on the newline only for a terminal; a runner reads a pipe, so flush.
     {
         use std::io::Write;

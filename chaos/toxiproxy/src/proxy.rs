@@ -165,10 +165,12 @@ impl Proxy {
             return Ok(());
         }
         let addr = self.policy.resolve_listen(&state.listen).await?;
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
         let bound = listener.local_addr().map_err(|source| Error::Listen {
             addr: addr.to_string(),
             source,

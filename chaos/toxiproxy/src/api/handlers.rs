@@ -99,7 +99,12 @@ pub async fn toxic_index(
     Path(name): Path<String>,
 ) -> Result<Response, Error> {
     let proxy = store.get(&name).await?;
-    let toxics: Vec<Value> = proxy.toxics().snapshot().all().map(|t| t.to_json()).collect();
+    let toxics: Vec<Value> = proxy
+        .toxics()
+        .snapshot()
+        .all()
+        .map(|t| t.to_json())
+        .collect();
     Ok(ok(&Value::Array(toxics)))
 }
 
@@ -134,7 +139,9 @@ pub async fn toxic_update(
     if proxy.toxics().snapshot().find(&toxic).is_none() {
         return Err(Error::ToxicNotFound);
     }
-    let updated = proxy.toxics().update(&toxic, ToxicPatch::from_json(&body)?)?;
+    let updated = proxy
+        .toxics()
+        .update(&toxic, ToxicPatch::from_json(&body)?)?;
     Ok(ok(&updated.to_json()))
 }
 

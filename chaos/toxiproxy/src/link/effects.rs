@@ -78,12 +78,18 @@ mod tests {
     #[test]
     fn latency_jitter_stays_in_range_and_never_negative() {
         let mut rng = StdRng::seed_from_u64(7);
-        let l = Latency { latency: 100, jitter: 20 };
+        let l = Latency {
+            latency: 100,
+            jitter: 20,
+        };
         for _ in 0..1000 {
             let d = latency_delay(&l, &mut rng).as_millis();
             assert!((80..120).contains(&d), "{d}");
         }
-        let wide = Latency { latency: 5, jitter: 50 };
+        let wide = Latency {
+            latency: 5,
+            jitter: 50,
+        };
         for _ in 0..1000 {
             assert!(latency_delay(&wide, &mut rng) <= Duration::from_millis(55));
         }
@@ -99,8 +105,18 @@ mod tests {
     #[test]
     fn slices_cover_the_chunk_in_order() {
         let mut rng = StdRng::seed_from_u64(1);
-        for (len, avg, var) in [(1000, 10, 0), (1000, 10, 4), (7, 0, 0), (1, 0, 0), (50, 3, 40)] {
-            let s = Slicer { average_size: avg, size_variation: var, delay: 0 };
+        for (len, avg, var) in [
+            (1000, 10, 0),
+            (1000, 10, 4),
+            (7, 0, 0),
+            (1, 0, 0),
+            (50, 3, 40),
+        ] {
+            let s = Slicer {
+                average_size: avg,
+                size_variation: var,
+                delay: 0,
+            };
             let bounds = slice_bounds(len, &s, &mut rng);
             let mut next = 0;
             for (a, b) in &bounds {
@@ -110,8 +126,16 @@ mod tests {
             }
             assert_eq!(next, len, "{len} {avg} {var}");
         }
-        let s = Slicer { average_size: 10, size_variation: 0, delay: 0 };
-        assert!(slice_bounds(1000, &s, &mut rng).iter().all(|(a, b)| b - a <= 10));
+        let s = Slicer {
+            average_size: 10,
+            size_variation: 0,
+            delay: 0,
+        };
+        assert!(
+            slice_bounds(1000, &s, &mut rng)
+                .iter()
+                .all(|(a, b)| b - a <= 10)
+        );
     }
 
     #[test]

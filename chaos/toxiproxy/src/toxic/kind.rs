@@ -178,9 +178,18 @@ mod tests {
     #[test]
     fn parses_with_defaults_and_round_trips() {
         let kind = ToxicKind::parse("latency", json!({"latency": 200})).unwrap();
-        assert_eq!(kind, ToxicKind::Latency(Latency { latency: 200, jitter: 0 }));
+        assert_eq!(
+            kind,
+            ToxicKind::Latency(Latency {
+                latency: 200,
+                jitter: 0
+            })
+        );
         assert_eq!(kind.attributes(), json!({"latency": 200, "jitter": 0}));
-        assert_eq!(ToxicKind::parse("noop", Value::Null).unwrap().attributes(), json!({}));
+        assert_eq!(
+            ToxicKind::parse("noop", Value::Null).unwrap().attributes(),
+            json!({})
+        );
     }
 
     #[test]

@@ -128,7 +128,11 @@ impl ToxicSet {
             found = true;
             true
         });
-        if found { Ok(()) } else { Err(Error::ToxicNotFound) }
+        if found {
+            Ok(())
+        } else {
+            Err(Error::ToxicNotFound)
+        }
     }
 
     /// Removes every toxic (what `POST /reset` does to each proxy).
@@ -152,9 +156,11 @@ mod tests {
     #[test]
     fn names_are_unique_across_streams_and_order_is_kept() {
         let set = ToxicSet::default();
-        set.add(new(r#"{"name":"a","type":"noop","stream":"upstream"}"#)).unwrap();
+        set.add(new(r#"{"name":"a","type":"noop","stream":"upstream"}"#))
+            .unwrap();
         set.add(new(r#"{"name":"b","type":"noop"}"#)).unwrap();
-        set.add(new(r#"{"name":"c","type":"noop","stream":"upstream"}"#)).unwrap();
+        set.add(new(r#"{"name":"c","type":"noop","stream":"upstream"}"#))
+            .unwrap();
         let dup = set.add(new(r#"{"name":"a","type":"noop"}"#));
         assert!(matches!(dup, Err(Error::ToxicAlreadyExists)));
         let names: Vec<_> = set.snapshot().all().map(|t| t.name.clone()).collect();
@@ -164,7 +170,9 @@ mod tests {
     #[test]
     fn update_keeps_identity_and_bumps_revision() {
         let set = ToxicSet::default();
-        let before = set.add(new(r#"{"type":"limit_data","attributes":{"bytes":5}}"#)).unwrap();
+        let before = set
+            .add(new(r#"{"type":"limit_data","attributes":{"bytes":5}}"#))
+            .unwrap();
         let patch = ToxicPatch::from_json(br#"{"attributes":{"bytes":9}}"#).unwrap();
         let after = set.update("limit_data_downstream", patch).unwrap();
         assert_eq!((after.uid, after.rev), (before.uid, before.rev + 1));
