@@ -52,7 +52,7 @@ pub fn emit(r: &AccessRecord<'_>) {
         route = r.route,
         member = r.member,
         attempts = r.attempts,
-        connect_ms = r.connect_time.map(|d| millis(d)),
+        connect_ms = r.connect_time.map(millis),
         duration_ms = millis(r.duration),
         bytes_up = r.bytes_up,
         bytes_down = r.bytes_down,
