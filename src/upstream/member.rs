@@ -21,6 +21,11 @@ use super::breaker::{Admit, BreakerState, Rejected};
 use crate::config::{BreakerConfig, MemberConfig};
 
 /// A member of a pool, shared by the pool, its health task and every connection using it.
+///
+/// What the config says (index, weight, tier, cap) lives here; what the member has lived
+/// through (health, drain, active count, breaker) lives in shared parts that a reloaded pool
+/// adopts for a member of the same name ([`Member::adopt_state`]), so a reload neither forgets
+/// a dead member nor loses count of the connections still on it.
 #[derive(Debug)]
 pub struct Member {
     /// Position in the pool's member list; balancers answer with it.
@@ -29,16 +34,22 @@ pub struct Member {
     addr: SocketAddr,
     weight: u32,
     tier: u8,
+    state: Arc<State>,
+    /// `None` when the pool disables breakers.
+    circuit: Option<Arc<Circuit>>,
+    /// Connections the member may hold at once; `None` = unlimited.
+    max_connections: Option<u64>,
+}
+
+/// The part of a member that outlives a reload.
+#[derive(Debug)]
+struct State {
     up: AtomicBool,
     drained: AtomicBool,
     active: AtomicU64,
     /// Milliseconds since `epoch` when the member last came up; drives slow start.
     up_since_ms: AtomicU64,
     epoch: Instant,
-    /// `None` when the pool disables breakers.
-    circuit: Option<Circuit>,
-    /// Connections the member may hold at once; `None` = unlimited.
-    max_connections: Option<u64>,
 }
 
 // === impl Member ===
@@ -51,12 +62,14 @@ impl Member {
             addr: config.addr,
             weight: config.weight,
             tier: config.tier,
-            up: AtomicBool::new(initially_up),
-            drained: AtomicBool::new(false),
-            active: AtomicU64::new(0),
-            // A member that is up from the start is not ramped: there is no cold cache to warm.
-            up_since_ms: AtomicU64::new(0),
-            epoch,
+            state: Arc::new(State {
+                up: AtomicBool::new(initially_up),
+                drained: AtomicBool::new(false),
+                active: AtomicU64::new(0),
+                // A member that is up from the start is not ramped: there is no cold cache.
+                up_since_ms: AtomicU64::new(0),
+                epoch,
+            }),
             circuit: None,
             max_connections: None,
         }
@@ -65,8 +78,21 @@ impl Member {
     /// Gives the member a circuit breaker (none when `config` is `None`). `pool` labels its
     /// logs and metrics.
     pub fn with_breaker(mut self, pool: &str, config: Option<BreakerConfig>) -> Self {
+        let epoch = self.state.epoch;
         self.circuit =
-            config.map(|c| Circuit::new(pool.into(), Arc::clone(&self.name), self.epoch, c));
+            config.map(|c| Arc::new(Circuit::new(pool.into(), Arc::clone(&self.name), epoch, c)));
+        self
+    }
+
+    /// Takes over `previous`'s health, drain flag, active count and slow-start clock, and its
+    /// breaker when the breaker settings are unchanged: used when a reload rebuilds the pool.
+    pub fn adopt_state(mut self, previous: &Member) -> Self {
+        self.state = Arc::clone(&previous.state);
+        if let (Some(new), Some(old)) = (&self.circuit, &previous.circuit) {
+            if new.config() == old.config() {
+                self.circuit = Some(Arc::clone(old));
+            }
+        }
         self
     }
 
@@ -106,16 +132,17 @@ impl Member {
 
     /// Health as last decided by probes (always true for pools without health checks).
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
+        self.state.up.load(Ordering::Acquire)
     }
 
     /// Sets health; returns true when this call changed it.
     pub fn set_up(&self, up: bool) -> bool {
-        let changed = self.up.swap(up, Ordering::AcqRel) != up;
+        let changed = self.state.up.swap(up, Ordering::AcqRel) != up;
         if changed && up {
-            let since = Instant::now().saturating_duration_since(self.epoch);
+            let since = Instant::now().saturating_duration_since(self.state.epoch);
             // +1 so that zero keeps meaning "never came up since the pool was built".
-            self.up_since_ms
+            self.state
+                .up_since_ms
                 .store(since.as_millis() as u64 + 1, Ordering::Release);
         }
         changed
@@ -123,20 +150,20 @@ impl Member {
 
     /// When the member last came up, if it came up after the pool was built.
     pub fn up_since(&self) -> Option<Instant> {
-        match self.up_since_ms.load(Ordering::Acquire) {
+        match self.state.up_since_ms.load(Ordering::Acquire) {
             0 => None,
-            ms => Some(self.epoch + std::time::Duration::from_millis(ms - 1)),
+            ms => Some(self.state.epoch + std::time::Duration::from_millis(ms - 1)),
         }
     }
 
     /// Drained by an operator: takes no new connections, live ones finish.
     pub fn is_drained(&self) -> bool {
-        self.drained.load(Ordering::Acquire)
+        self.state.drained.load(Ordering::Acquire)
     }
 
     /// Sets the drain flag; returns true when this call changed it.
     pub fn set_drained(&self, drained: bool) -> bool {
-        self.drained.swap(drained, Ordering::AcqRel) != drained
+        self.state.drained.swap(drained, Ordering::AcqRel) != drained
     }
 
     /// May take a new connection at `now`: up, not drained, admitted by its breaker and under
@@ -217,12 +244,12 @@ impl Member {
 
     /// Connections currently relayed to this member.
     pub fn active(&self) -> u64 {
-        self.active.load(Ordering::Relaxed)
+        self.state.active.load(Ordering::Relaxed)
     }
 
     /// Counts one more active connection until the returned guard drops.
     pub fn track(self: &Arc<Self>) -> ActiveGuard {
-        self.active.fetch_add(1, Ordering::Relaxed);
+        self.state.active.fetch_add(1, Ordering::Relaxed);
         ActiveGuard {
             member: Arc::clone(self),
         }
@@ -243,7 +270,7 @@ impl ActiveGuard {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.member.active.fetch_sub(1, Ordering::Relaxed);
+        self.member.state.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -39,6 +39,12 @@ pub struct NoEligibleMember {
 impl Pool {
     /// Builds a pool; members start in the health check's initial state (up without checks).
     pub fn new(config: &PoolConfig, seed: u64) -> Self {
+        Self::rebuild(config, seed, None)
+    }
+
+    /// Builds a pool for a reload: members named as in `previous` keep their state (health,
+    /// drain, active count, breaker when its settings are unchanged); new members start fresh.
+    pub fn rebuild(config: &PoolConfig, seed: u64, previous: Option<&Pool>) -> Self {
         let epoch = Instant::now();
         let initially_up = config.health.as_ref().is_none_or(|h| h.init_up);
         let members = config
@@ -49,7 +55,13 @@ impl Pool {
                 let member = Member::new(i, m, initially_up, epoch)
                     .with_breaker(&config.name, config.breaker)
                     .with_max_connections(config.member_max_connections);
-                Arc::new(member)
+                // By name only: another name resolving to the same address is another member.
+                let before =
+                    previous.and_then(|p| p.members.iter().find(|old| old.name() == m.name));
+                Arc::new(match before {
+                    Some(before) => member.adopt_state(before),
+                    None => member,
+                })
             })
             .collect();
         let keys: Vec<MemberKey<'_>> = config
@@ -76,6 +88,14 @@ impl Pool {
 
     pub fn members(&self) -> &[Arc<Member>] {
         &self.members
+    }
+
+    /// The member with this configured name (`host:port` as written) or resolved address.
+    pub fn member(&self, name: &str) -> Option<&Arc<Member>> {
+        self.members
+            .iter()
+            .find(|m| m.name() == name)
+            .or_else(|| self.members.iter().find(|m| m.addr().to_string() == name))
     }
 
     /// Picks the member for a new connection from `client`, skipping the `tried` indexes.
@@ -178,5 +198,42 @@ mod tests {
         drop(first);
         assert_eq!(picks(&pool, 1), [0]);
         drop(second);
+    }
+
+    #[tokio::test]
+    async fn rebuild_keeps_state_by_member_name_whatever_the_order() {
+        let before = Pool::new(&config(Some(BreakerConfig::default()), None), 1);
+        let (a, b) = (&before.members()[0], &before.members()[1]);
+        a.set_up(false);
+        b.set_drained(true);
+        let live = b.track();
+
+        let mut reordered = config(Some(BreakerConfig::default()), None);
+        reordered.members.reverse();
+        reordered.members.push(MemberConfig {
+            name: "127.0.0.1:9002".into(),
+            addr: ([127, 0, 0, 1], 9002).into(),
+            weight: 1,
+            tier: 0,
+        });
+        let after = Pool::rebuild(&reordered, 1, Some(&before));
+        let new_a = after.member("127.0.0.1:9000").unwrap();
+        let new_b = after.member("127.0.0.1:9001").unwrap();
+        assert_eq!(
+            (new_a.index(), new_b.index()),
+            (1, 0),
+            "positions follow the new file"
+        );
+        assert!(!new_a.is_up(), "health survives the reload");
+        assert!(new_b.is_drained(), "drain survives the reload");
+        assert_eq!(
+            new_b.active(),
+            1,
+            "connections from before the reload still count"
+        );
+        drop(live);
+        assert_eq!(new_b.active(), 0, "and leave the count when they end");
+        let fresh = after.member("127.0.0.1:9002").unwrap();
+        assert!(fresh.is_up() && !fresh.is_drained() && fresh.active() == 0);
     }
 }
