@@ -66,9 +66,9 @@ fn set_drained(
     let changed = member.set_drained(drained);
     // Only the request that flipped the flag logs, so a retried script leaves one line.
     if changed && drained {
-        info!(pool, member = member.name(), "member drained");
+        info!(pool = %pool, member = %member.name(), "member drained");
     } else if changed {
-        info!(pool, member = member.name(), "member enabled");
+        info!(pool = %pool, member = %member.name(), "member enabled");
     }
     Ok(Json(ActionResult {
         pool: pool.to_string(),
