@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::config::{self, Config};
+use sluice::telemetry::access_log::{self, ReopenableFile};
 use sluice::{Server, Shutdown};
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, fmt};
 
 const EX_USAGE: u8 = 64;
 /// Where `sluice run` looks when no `--config` is given, in order.
@@ -65,7 +66,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
     let config = match &cli.command {
         Command::Check { config } => return check(config),
         Command::Run { config } => load(config.as_deref()),
@@ -78,14 +78,33 @@ fn main() -> ExitCode {
     let config = match config {
         Ok(c) => c,
         Err(errors) => {
-            for e in errors.iter() {
-                error!("{e}");
-            }
+            // Logging is not set up yet (it depends on the config): plain stderr, one per line.
             eprintln!("{errors}");
             return ExitCode::from(EX_USAGE);
         }
     };
-    match serve(config) {
+    let access_log = match config
+        .access_log
+        .as_deref()
+        .map(ReopenableFile::open)
+        .transpose()
+    {
+        Ok(file) => file,
+        Err(e) => {
+            let path = config
+                .access_log
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .display();
+            eprintln!(
+                "{}: access_log = {path:?}: cannot open: {e}",
+                config.source_name()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(cli.log_format, access_log.clone());
+    match serve(config, access_log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -125,7 +144,7 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, access_log: Option<ReopenableFile>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,6 +156,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("starting from {source}"))?;
         let shutdown = Shutdown::new();
         tokio::spawn(watch_signals(shutdown.clone()));
+        if let Some(file) = access_log {
+            tokio::spawn(reopen_on_sigusr1(file));
+        }
         let summary = server.run(shutdown).await;
         if summary.cut > 0 {
             warn!(cut = summary.cut, "connections cut at shutdown");
@@ -176,17 +198,59 @@ async fn watch_signals(shutdown: Shutdown) {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+/// SIGUSR1 reopens the access log at its path, after logrotate has moved the old file.
+async fn reopen_on_sigusr1(file: ReopenableFile) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        error!("cannot install the SIGUSR1 handler; the access log will not be reopened");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        match file.reopen() {
+            Ok(()) => info!(path = %file.path().display(), "access log reopened"),
+            Err(e) => error!(
+                path = %file.path().display(),
+                error = %e,
+                "cannot reopen the access log; still writing to the old file"
+            ),
+        }
     }
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default `info`). Access lines go there too, unless an
+/// access log file is configured: then they go only to the file, always at info.
+fn init_logging(format: LogFormat, access_log: Option<ReopenableFile>) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if access_log.is_some() {
+        let off = format!("{}=off", access_log::TARGET);
+        filter = filter.add_directive(off.parse().expect("a valid directive"));
+    }
+    let stderr = match format {
+        LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => json_layer().with_writer(std::io::stderr).boxed(),
+    };
+    let file = access_log.map(|file| {
+        let layer = match format {
+            LogFormat::Text => fmt::layer().with_ansi(false).with_writer(file).boxed(),
+            LogFormat::Json => json_layer().with_writer(file).boxed(),
+        };
+        layer.with_filter(Targets::new().with_target(access_log::TARGET, LevelFilter::INFO))
+    });
+    tracing_subscriber::registry()
+        .with(stderr.with_filter(filter))
+        .with(file)
+        .init();
+}
+
+fn json_layer<S>() -> fmt::Layer<S, fmt::format::JsonFields, fmt::format::Format<fmt::format::Json>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
 }

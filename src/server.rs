@@ -121,13 +121,14 @@ impl Server {
             let pool = Arc::clone(&pools[&r.pool]);
             let context = Arc::new(RouteContext {
                 name: r.name.as_str().into(),
-                connect: connect::stack(pool, r, global.clone()),
+                connect: connect::stack(pool, r, global.clone(), seed),
                 relay: RelaySettings {
                     idle_timeout: r.idle_timeout,
                     buffer_size: r.relay.buffer_size,
                 },
                 cut: cut.clone(),
                 cut_count: Arc::clone(&cut_count),
+                early_close_attempts: r.retry.attempts,
             });
             let mut listeners = Vec::new();
             for &addr in &r.listen {

@@ -1,102 +1,204 @@
-//! The `sluice` binary as a user runs it: JSON logs, traffic, SIGTERM, exit code.
+//! The `sluice` binary as a user runs it: JSON logs, access log, signals, exit code.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Behavior, Upstream};
+use common::{Behavior, Upstream, eventually};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-#[tokio::test]
-async fn run_logs_json_serves_and_exits_zero_on_sigterm() {
-    let upstream = Upstream::start(Behavior::Identify(b'u')).await;
-    let dir = std::env::temp_dir().join(format!("sluice-cli-{}", std::process::id()));
+/// A `sluice --log-format json run` child process and its stderr, line by line.
+struct Running {
+    child: Child,
+    lines: UnboundedReceiver<serde_json::Value>,
+    addr: SocketAddr,
+}
+
+impl Running {
+    /// Starts sluice on `config` and waits for its "listening" line (which names the port).
+    async fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let json: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+                if tx.send(json).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let json = lines.recv().await.expect("sluice exited before listening");
+                if json["message"] == "listening" {
+                    return json["addr"].as_str().unwrap().parse().unwrap();
+                }
+            }
+        })
+        .await
+        .expect("no listening line within 10s");
+        Self { child, lines, addr }
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Sends SIGTERM, checks the exit code is 0, and returns every remaining log line.
+    async fn stop(mut self) -> Vec<serde_json::Value> {
+        self.signal("-TERM");
+        let mut child = self.child;
+        let exit = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.code(), Some(0), "sluice exits 0 after SIGTERM");
+        // The child has exited, so its stderr reaches EOF and the channel closes after the
+        // last line.
+        let mut rest = Vec::new();
+        while let Some(line) = self.lines.recv().await {
+            rest.push(line);
+        }
+        rest
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sluice.toml");
+    dir
+}
+
+fn write_config(dir: &Path, upstream: SocketAddr, extra: &str) -> PathBuf {
+    let path = dir.join("sluice.toml");
     std::fs::write(
-        &config,
+        &path,
         format!(
             r#"
             shutdown_grace = "5s"
+            {extra}
             [routes.web]
             listen = "127.0.0.1:0"
             pool = "web"
             [pools.web]
-            members = [{{ addr = "{}" }}]
-            "#,
-            upstream.addr
+            members = [{{ addr = "{upstream}" }}]
+            "#
         ),
     )
     .unwrap();
+    path
+}
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+async fn fetch(addr: SocketAddr) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+    reply
+}
 
-    // The "listening" line carries the port the kernel chose; reading it is the readiness wait.
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let line = lines.recv().await.expect("sluice exited before listening");
-            let json: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-            if json["message"] == "listening" {
-                return json["addr"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap();
+#[tokio::test]
+async fn run_logs_json_serves_and_exits_zero_on_sigterm() {
+    let upstream = Upstream::start(Behavior::Identify(b'u')).await;
+    let dir = temp_dir("cli");
+    let sluice = Running::start(&write_config(&dir, upstream.addr, "")).await;
+    assert_eq!(fetch(sluice.addr).await, b"u");
+
+    let lines = sluice.stop().await;
+    // The connection got one JSON access line with its byte counts, outcome and termination.
+    let access: Vec<_> = lines.iter().filter(|l| l["message"] == "access").collect();
+    assert_eq!(access.len(), 1, "one access line per connection");
+    let a = access[0];
+    assert_eq!(a["outcome"], "ok");
+    assert_eq!(a["termination"], "--");
+    assert_eq!(a["attempts"], 1);
+    assert_eq!(a["route"], "web");
+    assert_eq!(a["member"], upstream.addr.to_string());
+    assert_eq!(a["first_close"], "upstream");
+    assert_eq!(a["bytes_down"], 1);
+    assert_eq!(a["bytes_up"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn access_log_file_gets_one_line_per_connection_and_reopens_on_sigusr1() {
+    let upstream = Upstream::start(Behavior::Identify(b'u')).await;
+    let dir = temp_dir("access");
+    let log = dir.join("access.log");
+    let extra = format!("access_log = {:?}", log.display().to_string());
+    let mut sluice = Running::start(&write_config(&dir, upstream.addr, &extra)).await;
+    let read_lines = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    for _ in 0..3 {
+        assert_eq!(fetch(sluice.addr).await, b"u");
+    }
+    eventually(Duration::from_secs(5), "3 access lines in the file", || {
+        read_lines(&log).len() == 3
+    })
+    .await;
+    assert!(
+        read_lines(&log)
+            .iter()
+            .all(|l| l["outcome"] == "ok" && l["bytes_down"] == 1)
+    );
+
+    // logrotate: move the file away, then SIGUSR1; new lines go to a new file at the path.
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    sluice.signal("-USR1");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(line) = sluice.lines.recv().await {
+            if line["message"] == "access log reopened" {
+                return;
             }
         }
     })
     .await
-    .expect("no listening line within 10s");
+    .expect("no 'access log reopened' line");
+    assert_eq!(fetch(sluice.addr).await, b"u");
+    eventually(
+        Duration::from_secs(5),
+        "1 access line in the new file",
+        || read_lines(&log).len() == 1,
+    )
+    .await;
+    assert_eq!(
+        read_lines(&rotated).len(),
+        3,
+        "the rotated file keeps its lines"
+    );
 
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).await.unwrap();
-    assert_eq!(reply, b"u");
-    drop(stream);
-
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "sluice exits 0 after SIGTERM");
-
-    // The closed connection was logged as JSON with its byte counts and outcome.
-    let mut closed = None;
-    // The child has exited, so its stderr reaches EOF and the channel closes after the last line.
-    while let Some(line) = lines.recv().await {
-        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if json["message"] == "connection closed" {
-            closed = Some(json);
-        }
-    }
-    let closed = closed.expect("a 'connection closed' line");
-    assert_eq!(closed["outcome"], "ok");
-    assert_eq!(closed["bytes_down"], 1);
-    assert_eq!(closed["bytes_up"], 0);
+    let lines = sluice.stop().await;
+    assert!(
+        lines.iter().all(|l| l["message"] != "access"),
+        "with a file configured, access lines are not on stderr"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -210,3 +210,171 @@ async fn max_connections_holds_under_200_concurrent_clients() {
     drop(s);
     sluice.stop().await;
 }
+
+/// An upstream that, while `healthy`, answers `id` and closes; otherwise accepts and closes at
+/// once without a byte (a crashed backend behind an open port). Counts what it accepted.
+struct Flaky {
+    addr: SocketAddr,
+    healthy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Flaky {
+    async fn start(id: u8, healthy: bool) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let healthy = std::sync::Arc::new(AtomicBool::new(healthy));
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let (h, a) = (healthy.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                if h.load(Ordering::SeqCst) {
+                    let _ = s.write_all(&[id]).await;
+                    let _ = s.shutdown().await;
+                }
+            }
+        });
+        Self {
+            addr,
+            healthy,
+            accepted,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn pool_config(route_extra: &str, members: &[SocketAddr], breaker: &str) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|a| format!(r#"{{ addr = "{a}" }}"#))
+        .collect();
+    format!(
+        r#"
+        [routes.web]
+        listen = "127.0.0.1:0"
+        pool = "web"
+        {route_extra}
+        [pools.web]
+        members = [{}]
+        [pools.web.health]
+        enabled = false
+        [pools.web.breaker]
+        {breaker}
+        "#,
+        members.join(", ")
+    )
+}
+
+/// Reads what one new client gets: the id byte, or `None` when closed without one.
+async fn reply(addr: SocketAddr) -> Option<u8> {
+    common::read_all(addr)
+        .await
+        .ok()
+        .and_then(|r| r.first().copied())
+}
+
+#[tokio::test]
+async fn refusing_member_is_redialled_so_every_client_gets_through() {
+    let dead = common::closed_port().await;
+    let live = common::Upstream::start(common::Behavior::Identify(b'l')).await;
+    let text = pool_config(
+        r#"retry = { attempts = 2, min_backoff = "5ms", max_backoff = "20ms" }"#,
+        &[dead, live.addr],
+        "enabled = false",
+    );
+    let sluice = Sluice::start(&text).await;
+    for i in 0..100 {
+        assert_eq!(reply(sluice.addr("web")).await, Some(b'l'), "client {i}");
+    }
+    sluice.stop().await;
+}
+
+#[tokio::test]
+async fn accept_then_close_member_opens_its_breaker_and_is_skipped() {
+    let closer = Flaky::start(b'c', false).await;
+    let live = Flaky::start(b'l', true).await;
+    let text = pool_config(
+        "",
+        &[closer.addr, live.addr],
+        r#"consecutive_failures = 3
+        open_for = "1h"
+        early_close = "500ms""#,
+    );
+    let sluice = Sluice::start(&text).await;
+    let bad = std::sync::Arc::clone(&sluice.pool("web").members()[0]);
+    for i in 0..40 {
+        // Silent clients: every early close is redialled to the live member.
+        assert_eq!(reply(sluice.addr("web")).await, Some(b'l'), "client {i}");
+    }
+    let state = bad.breaker_state(tokio::time::Instant::now());
+    assert!(
+        matches!(state, Some(sluice::upstream::BreakerState::Open { .. })),
+        "breaker of the closing member: {state:?}"
+    );
+    assert_eq!(
+        closer.accepted(),
+        3,
+        "the breaker opened after 3 early closes and kept clients off it"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test]
+async fn breaker_admits_a_trial_after_open_for_and_closes_when_the_member_heals() {
+    let flaky = Flaky::start(b'f', false).await;
+    let live = Flaky::start(b'l', true).await;
+    let text = pool_config(
+        "",
+        &[flaky.addr, live.addr],
+        r#"consecutive_failures = 2
+        open_for = "300ms"
+        max_open_for = "300ms"
+        early_close = "500ms""#,
+    );
+    let sluice = Sluice::start(&text).await;
+    let member = std::sync::Arc::clone(&sluice.pool("web").members()[0]);
+    let is_open = |m: &sluice::upstream::Member| {
+        matches!(
+            m.breaker_state(tokio::time::Instant::now()),
+            Some(sluice::upstream::BreakerState::Open { .. })
+        )
+    };
+    while !is_open(&member) {
+        assert_eq!(reply(sluice.addr("web")).await, Some(b'l'));
+    }
+    let opened_at = flaky.accepted();
+    flaky
+        .healthy
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // While open, no client reaches it; once open_for passes a trial does, succeeds, and the
+    // breaker closes: the member is back in rotation.
+    let start = tokio::time::Instant::now();
+    let mut served_by_flaky = 0;
+    while served_by_flaky < 3 {
+        if reply(sluice.addr("web")).await == Some(b'f') {
+            served_by_flaky += 1;
+            if served_by_flaky == 1 {
+                assert!(
+                    start.elapsed() >= Duration::from_millis(250),
+                    "reached while open"
+                );
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the healed member never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        member.breaker_state(tokio::time::Instant::now()),
+        Some(sluice::upstream::BreakerState::Closed)
+    );
+    assert!(flaky.accepted() > opened_at);
+    sluice.stop().await;
+}

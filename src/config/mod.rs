@@ -43,6 +43,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Connections relayed at once across every route; `None` = unlimited.
     pub max_connections: Option<usize>,
+    /// Access log file (reopened on SIGUSR1); `None` = stderr with the other logs.
+    pub access_log: Option<PathBuf>,
     /// Routes in file order (sorted by name, as TOML tables are).
     pub routes: Vec<RouteConfig>,
     /// Pools sorted by name.

@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub shutdown_grace: Option<HumanDuration>,
     pub seed: Option<u64>,
     pub max_connections: Option<i64>,
+    /// Path of the access log file; absent = access lines go to stderr with the other logs.
+    pub access_log: Option<String>,
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub routes: BTreeMap<String, RouteFile>,

@@ -100,12 +100,25 @@ impl Validator {
             .filter_map(|(name, pool)| self.pool(name, pool))
             .collect();
         let max_connections = self.limit("max_connections", file.max_connections);
+        let access_log = file.access_log.and_then(|p| {
+            if p.trim().is_empty() {
+                self.error(
+                    "access_log",
+                    Some("\"\"".into()),
+                    "must be a file path; remove the key to log to stderr",
+                );
+                None
+            } else {
+                Some(std::path::PathBuf::from(p))
+            }
+        });
         Config {
             source: source.map(Path::to_path_buf),
             shutdown_grace: file.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             seed: file.seed,
             admin,
             max_connections,
+            access_log,
             routes,
             pools,
         }

@@ -20,11 +20,13 @@
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
 
 mod admission;
+mod breaker;
 mod client_limit;
 mod clock;
 mod error;
 pub mod proxy_protocol;
 mod rate_limit;
+mod retry;
 mod select;
 mod tcp;
 #[cfg(test)]
@@ -33,16 +35,19 @@ mod timeout;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tower::ServiceBuilder;
 
 pub use admission::{Admission, AdmissionLayer, ConnectionLimit};
+pub use breaker::{CircuitBreaker, CircuitBreakerLayer};
 pub use client_limit::{CLEANUP_EVERY, ClientRateLimit};
 pub use clock::{TokioClock, TokioInstant};
 pub use error::{ConnectError, Fault, LimitScope, MemberId};
 pub use rate_limit::{RateLimit, RateLimitLayer};
+pub use retry::{Retry, RetryLayer};
 pub use select::{Select, SelectLayer};
 pub use tcp::TcpConnect;
 pub use timeout::{ConnectTimeout, ConnectTimeoutLayer};
@@ -58,6 +63,25 @@ pub struct ConnectRequest {
     pub local: SocketAddr,
     /// Member indexes already tried for this client (skipped by `Select`).
     pub tried: Vec<usize>,
+    /// Members picked for this client so far, shared by every retry's copy of the request:
+    /// the access log reports it whether the connection succeeded or not.
+    pub attempts: Arc<AtomicU32>,
+}
+
+impl ConnectRequest {
+    pub fn new(client: SocketAddr, local: SocketAddr) -> Self {
+        Self {
+            client,
+            local,
+            tried: Vec::new(),
+            attempts: Arc::default(),
+        }
+    }
+
+    /// Connect attempts made so far (members picked).
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::Relaxed)
+    }
 }
 
 /// One attempt at one member; the guard already counts it as active.
@@ -87,19 +111,28 @@ impl Connected {
 }
 
 /// The concrete stack type of a route.
-pub type ConnectStack = Admission<RateLimit<Select<ConnectTimeout<TcpConnect>>>>;
+pub type ConnectStack =
+    Admission<RateLimit<Retry<Select<CircuitBreaker<ConnectTimeout<TcpConnect>>>>>>;
 
-/// Builds the connect stack of a route over its pool. `global` is the process-wide connection
-/// limit, shared by every route.
+/// Builds the connect stack of a route over its pool, in the order the module doc gives.
+/// `global` is the process-wide connection limit, shared by every route; `seed` drives the
+/// backoff jitter.
 pub fn stack(
     pool: Arc<Pool>,
     route: &RouteConfig,
     global: Option<ConnectionLimit>,
+    seed: u64,
 ) -> ConnectStack {
     ServiceBuilder::new()
         .layer(AdmissionLayer::for_route(route, global))
         .layer(RateLimitLayer::for_route(route))
+        .layer(RetryLayer::new(
+            route.name.as_str().into(),
+            route.retry,
+            seed,
+        ))
         .layer(SelectLayer::new(pool))
+        .layer(CircuitBreakerLayer::new())
         .layer(ConnectTimeoutLayer::new(route.connect_timeout))
         .service(TcpConnect::new(route.proxy_protocol))
 }

@@ -57,11 +57,16 @@ where
 
     fn call(&mut self, request: ConnectRequest) -> Self::Future {
         match self.pool.select(request.client.ip(), &request.tried) {
-            Ok(member) => Either::Left(self.inner.call(MemberRequest {
-                guard: member.track(),
-                client: request.client,
-                local: request.local,
-            })),
+            Ok(member) => {
+                request
+                    .attempts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Either::Left(self.inner.call(MemberRequest {
+                    guard: member.track(),
+                    client: request.client,
+                    local: request.local,
+                }))
+            }
             Err(e) => Either::Right(ready(Err(e.into()))),
         }
     }

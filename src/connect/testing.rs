@@ -41,6 +41,7 @@ pub fn request(client: &str) -> ConnectRequest {
         client: client.parse().expect("client address"),
         local: ([127, 0, 0, 1], 8000).into(),
         tried: Vec::new(),
+        attempts: Default::default(),
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod connection;
 mod listener;
+mod outcome;
 
-pub use connection::{Outcome, RouteContext};
+pub use connection::RouteContext;
 pub use listener::{accept_loop, bind};
+pub use outcome::Outcome;

@@ -1,3 +1,4 @@
-//! Telemetry: metric names, logging setup.
+//! Telemetry: metric names, the access log.
 
+pub mod access_log;
 pub mod metrics;

@@ -1,10 +1,14 @@
 //! One upstream member and the state that decides whether it may take new connections.
 //!
-//! A member is eligible when three independent signals agree: health probes say it is up, its
-//! circuit breaker admits traffic, and an operator has not drained it. Each signal lives in an
-//! atomic so the balancer reads them on the accept path without taking a lock; writers (the
-//! health task, the breaker, the admin API) flip them and report whether the value changed, so a
-//! transition is logged exactly once by whoever caused it.
+//! A member is eligible when four independent signals agree: health probes say it is up, an
+//! operator has not drained it, its circuit breaker admits traffic, and it is under its
+//! connection cap. Each signal is read from an atomic so the balancer filters on the accept path
+//! without taking a lock; writers (the health task, the breaker, the admin API) flip them and
+//! report whether the value changed, so a transition is logged exactly once by whoever caused
+//! it. The breaker's own lock is taken only by the connect stack and outcome reports (see
+//! `circuit`).
+
+mod circuit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
-use crate::config::MemberConfig;
+use self::circuit::Circuit;
+use super::breaker::{Admit, BreakerState, Rejected};
+use crate::config::{BreakerConfig, MemberConfig};
 
 /// A member of a pool, shared by the pool, its health task and every connection using it.
 #[derive(Debug)]
@@ -29,6 +35,10 @@ pub struct Member {
     /// Milliseconds since `epoch` when the member last came up; drives slow start.
     up_since_ms: AtomicU64,
     epoch: Instant,
+    /// `None` when the pool disables breakers.
+    circuit: Option<Circuit>,
+    /// Connections the member may hold at once; `None` = unlimited.
+    max_connections: Option<u64>,
 }
 
 // === impl Member ===
@@ -47,7 +57,25 @@ impl Member {
             // A member that is up from the start is not ramped: there is no cold cache to warm.
             up_since_ms: AtomicU64::new(0),
             epoch,
+            circuit: None,
+            max_connections: None,
         }
+    }
+
+    /// Gives the member a circuit breaker (none when `config` is `None`). `pool` labels its
+    /// logs and metrics.
+    pub fn with_breaker(mut self, pool: &str, config: Option<BreakerConfig>) -> Self {
+        self.circuit =
+            config.map(|c| Circuit::new(pool.into(), Arc::clone(&self.name), self.epoch, c));
+        self
+    }
+
+    /// Caps the connections the member holds at once (`None` = unlimited). A full member is
+    /// skipped by selection. The cap is soft: picks racing on other threads can each see the
+    /// last free slot, so it can be exceeded by the number of concurrent accepts.
+    pub fn with_max_connections(mut self, max: Option<usize>) -> Self {
+        self.max_connections = max.map(|m| m as u64);
+        self
     }
 
     pub fn index(&self) -> usize {
@@ -111,9 +139,80 @@ impl Member {
         self.drained.swap(drained, Ordering::AcqRel) != drained
     }
 
-    /// May take a new connection: up and not drained.
-    pub fn is_eligible(&self) -> bool {
-        self.is_up() && !self.is_drained()
+    /// May take a new connection at `now`: up, not drained, admitted by its breaker and under
+    /// its connection cap.
+    pub fn is_eligible(&self, now: Instant) -> bool {
+        self.is_up() && !self.is_drained() && self.breaker_admits(now) && self.has_room()
+    }
+
+    /// Whether the breaker would let a connection through at `now`: Closed, Open past its
+    /// period, or HalfOpen with a trial free. True without a breaker. Lock-free.
+    pub fn breaker_admits(&self, now: Instant) -> bool {
+        self.circuit.as_ref().is_none_or(|c| c.admits(now))
+    }
+
+    /// Under the connection cap (always, without one).
+    pub fn has_room(&self) -> bool {
+        self.max_connections.is_none_or(|max| self.active() < max)
+    }
+
+    pub fn max_connections(&self) -> Option<u64> {
+        self.max_connections
+    }
+
+    /// The breaker's state at `now` for status pages; `None` when the pool has no breakers.
+    pub fn breaker_state(&self, now: Instant) -> Option<BreakerState> {
+        self.circuit.as_ref().map(|c| c.state(now))
+    }
+
+    /// Asks the breaker to let one connection through at `now` (takes a trial slot when
+    /// half-open). The permit must be told the connect's outcome; dropped without one it gives
+    /// the slot back. Always granted without a breaker.
+    pub fn acquire_breaker(self: &Arc<Self>, now: Instant) -> Result<BreakerPermit, Rejected> {
+        let admit = match &self.circuit {
+            Some(c) => Some(c.try_acquire(now)?),
+            None => None,
+        };
+        Ok(BreakerPermit {
+            member: Arc::clone(self),
+            admit,
+        })
+    }
+
+    /// A connect to this member succeeded outside the connect stack. Counts only while the
+    /// breaker is closed: in half-open, only trials admitted by the stack decide.
+    pub fn report_connect_success(&self) {
+        if let Some(c) = &self.circuit {
+            c.on_success(Instant::now(), Admit::Pass);
+        }
+    }
+
+    /// A connect to this member failed outside the connect stack, `reason` as in
+    /// `ConnectError::reason`. Counts only while the breaker is closed. `"early_close"` (the
+    /// reason of `ConnectError::EarlyClose`) is the same as [`report_early_close`].
+    ///
+    /// [`report_early_close`]: Self::report_early_close
+    pub fn report_connect_failure(&self, reason: &'static str) {
+        match &self.circuit {
+            Some(c) if reason == "early_close" => c.on_early_close(Instant::now()),
+            Some(c) => c.on_failure(Instant::now(), Admit::Pass, reason),
+            None => {}
+        }
+    }
+
+    /// A connection the stack reported connected closed without a byte from the member within
+    /// the pool's `breaker.early_close`: the connect counts as a failure after all, and one
+    /// soon after the breaker closed from half-open re-opens it (see `upstream::breaker`).
+    /// The caller decides what "early" was; this only feeds the breaker.
+    pub fn report_early_close(&self) {
+        if let Some(c) = &self.circuit {
+            c.on_early_close(Instant::now());
+        }
+    }
+
+    /// The pool's `breaker.early_close`, for the code that detects early closes.
+    pub fn early_close(&self) -> Option<std::time::Duration> {
+        self.circuit.as_ref().map(|c| c.config().early_close)
     }
 
     /// Connections currently relayed to this member.
@@ -145,5 +244,44 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.member.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One connection let through a member's breaker, waiting for its outcome.
+#[derive(Debug)]
+pub struct BreakerPermit {
+    member: Arc<Member>,
+    /// `None` without a breaker, and once the outcome is reported.
+    admit: Option<Admit>,
+}
+
+impl BreakerPermit {
+    /// Whether this connection is a half-open trial.
+    pub fn is_trial(&self) -> bool {
+        matches!(self.admit, Some(Admit::Trial { .. }))
+    }
+
+    /// The connect succeeded.
+    pub fn success(mut self) {
+        if let (Some(c), Some(admit)) = (&self.member.circuit, self.admit.take()) {
+            c.on_success(Instant::now(), admit);
+        }
+    }
+
+    /// The connect failed through the member's fault; `reason` names it in the opening log.
+    pub fn failure(mut self, reason: &'static str) {
+        if let (Some(c), Some(admit)) = (&self.member.circuit, self.admit.take()) {
+            c.on_failure(Instant::now(), admit, reason);
+        }
+    }
+}
+
+impl Drop for BreakerPermit {
+    /// No verdict (cancelled, or failed for a reason that is not the member's): a half-open
+    /// trial gives its slot back, or the member would stay half-open with no trial running.
+    fn drop(&mut self) {
+        if let (Some(c), Some(admit)) = (&self.member.circuit, self.admit.take()) {
+            c.release(admit);
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! A pool: its members, the balancer over them and the tier policy.
 //!
-//! `select` is the hot-path entry: it reads member state through atomics, asks the tier policy
-//! for candidates and the balancer for one of them. Nothing here blocks or awaits.
+//! `select` is the hot-path entry: it reads member state (health, drain, breaker mirror, active
+//! count) through atomics, asks the tier policy for candidates and the balancer for one of them.
+//! Nothing here blocks or awaits.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,7 +45,12 @@ impl Pool {
             .members
             .iter()
             .enumerate()
-            .map(|(i, m)| Arc::new(Member::new(i, m, initially_up, epoch)))
+            .map(|(i, m)| {
+                let member = Member::new(i, m, initially_up, epoch)
+                    .with_breaker(&config.name, config.breaker)
+                    .with_max_connections(config.member_max_connections);
+                Arc::new(member)
+            })
             .collect();
         let keys: Vec<MemberKey<'_>> = config
             .members
@@ -92,5 +98,85 @@ impl Pool {
             .pick(&candidates, client)
             .ok_or_else(no_member)?;
         Ok(Arc::clone(&self.members[index]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BalanceKind, BreakerConfig, MemberConfig};
+
+    fn config(breaker: Option<BreakerConfig>, cap: Option<usize>) -> PoolConfig {
+        let member = |port: u16| MemberConfig {
+            name: format!("127.0.0.1:{port}"),
+            addr: ([127, 0, 0, 1], port).into(),
+            weight: 1,
+            tier: 0,
+        };
+        PoolConfig {
+            name: "db".into(),
+            balance: BalanceKind::RoundRobin,
+            members: vec![member(9000), member(9001)],
+            health: None,
+            min_healthy: 1,
+            all_down: AllDown::Reject,
+            slow_start: None,
+            breaker,
+            member_max_connections: cap,
+        }
+    }
+
+    fn picks(pool: &Pool, n: usize) -> Vec<usize> {
+        let client = IpAddr::from([10, 0, 0, 1]);
+        (0..n)
+            .map(|_| pool.select(client, &[]).map(|m| m.index()).unwrap_or(99))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn open_member_gets_no_picks() {
+        let breaker = BreakerConfig {
+            consecutive_failures: 2,
+            ..Default::default()
+        };
+        let pool = Pool::new(&config(Some(breaker), None), 1);
+        assert_eq!(picks(&pool, 4), [0, 1, 0, 1]);
+        pool.members()[0].report_connect_failure("refused");
+        pool.members()[0].report_connect_failure("timeout");
+        assert_eq!(picks(&pool, 4), [1, 1, 1, 1]);
+        pool.members()[1].report_connect_failure("refused");
+        pool.members()[1].report_connect_failure("refused");
+        let err = pool.select(IpAddr::from([10, 0, 0, 1]), &[]).unwrap_err();
+        assert_eq!(err.pool.as_ref(), "db");
+    }
+
+    #[tokio::test]
+    async fn early_closes_after_good_connects_open_the_breaker() {
+        let breaker = BreakerConfig {
+            consecutive_failures: 3,
+            ..Default::default()
+        };
+        let pool = Pool::new(&config(Some(breaker), None), 1);
+        let member = &pool.members()[0];
+        for _ in 0..3 {
+            // The stack saw the connect succeed; the connection task then saw the early close.
+            member.acquire_breaker(Instant::now()).unwrap().success();
+            member.report_connect_failure("early_close");
+        }
+        assert!(!member.breaker_admits(Instant::now()));
+        assert!(member.acquire_breaker(Instant::now()).is_err());
+    }
+
+    #[tokio::test]
+    async fn full_member_gets_no_picks_until_a_slot_frees() {
+        let pool = Pool::new(&config(None, Some(1)), 1);
+        let client = IpAddr::from([10, 0, 0, 1]);
+        let first = pool.select(client, &[]).unwrap().track();
+        let second = pool.select(client, &[]).unwrap().track();
+        assert_ne!(first.member().index(), second.member().index());
+        assert!(pool.select(client, &[]).is_err(), "both members are full");
+        drop(first);
+        assert_eq!(picks(&pool, 1), [0]);
+        drop(second);
     }
 }

@@ -3,8 +3,12 @@
 //! Tiers are tried from 0 (primary) up. The eligible members of each tier are added until at
 //! least `min_healthy` are in hand (HAProxy's `backup`, Envoy's priorities): while the primaries
 //! are healthy enough the backups see nothing, and as soon as they recover new connections go
-//! back to them. Connections already on a backup are not moved. When no member of any tier is
-//! eligible, `AllDown::Panic` balances over every member regardless (Envoy's panic mode).
+//! back to them. Connections already on a backup are not moved. A member with an open breaker or
+//! at its connection cap is not eligible either, so a tier that is tripped or full lets the next
+//! one take the overflow. When no member of any tier is eligible, `AllDown::Panic` balances over
+//! every member regardless of health (Envoy's panic mode) but still honours breakers and caps:
+//! those come from real traffic and hard limits, not from probes that may be wrong, and a
+//! member with an open breaker would only fail the connection at once.
 
 use std::sync::Arc;
 
@@ -17,7 +21,8 @@ use crate::config::AllDown;
 /// Why no candidate could be offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoCandidates {
-    /// Every member is down, drained or already tried, and the pool rejects in that case.
+    /// Every member is down, drained, tripped, full or already tried, and the pool rejects in
+    /// that case (in panic mode: every member is tripped, full or already tried).
     AllDown,
 }
 
@@ -39,7 +44,7 @@ pub fn candidates(
         chosen.extend(
             members
                 .iter()
-                .filter(|m| m.tier() == tier && usable(m) && m.is_eligible())
+                .filter(|m| m.tier() == tier && usable(m) && m.is_eligible(now))
                 .map(|m| candidate(m, slow_start, now)),
         );
         if chosen.len() >= min_healthy {
@@ -55,7 +60,7 @@ pub fn candidates(
         AllDown::Panic => {
             let all: Vec<Candidate> = members
                 .iter()
-                .filter(|m| usable(m))
+                .filter(|m| usable(m) && m.breaker_admits(now) && m.has_room())
                 .map(|m| candidate(m, None, now))
                 .collect();
             if all.is_empty() {
@@ -91,6 +96,11 @@ mod tests {
     use crate::config::MemberConfig;
 
     fn pool(tiers: &[u8]) -> Vec<Arc<Member>> {
+        pool_with(tiers, |m| m)
+    }
+
+    /// Members of the given tiers, each passed through `setup` (breaker, cap) before sharing.
+    fn pool_with(tiers: &[u8], setup: impl Fn(Member) -> Member) -> Vec<Arc<Member>> {
         let now = Instant::now();
         tiers
             .iter()
@@ -102,7 +112,7 @@ mod tests {
                     weight: 10,
                     tier,
                 };
-                Arc::new(Member::new(i, &config, true, now))
+                Arc::new(setup(Member::new(i, &config, true, now)))
             })
             .collect()
     }
@@ -185,5 +195,55 @@ mod tests {
         assert_eq!(weight(start), 1);
         assert_eq!(weight(start + Duration::from_secs(15)), 6);
         assert_eq!(weight(start + Duration::from_secs(30)), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_breaker_is_skipped_until_its_period_ends() {
+        let breaker = crate::config::BreakerConfig {
+            consecutive_failures: 1,
+            ..Default::default()
+        };
+        let m = pool_with(&[0, 0], |m| m.with_breaker("db", Some(breaker)));
+        let now = Instant::now();
+        m[0].report_connect_failure("refused");
+        assert_eq!(
+            indexes(candidates(&m, 1, AllDown::Reject, None, &[], now)),
+            [1]
+        );
+        // Panic mode ignores health, not the breaker: the down member 1 is offered, 0 is not.
+        m[1].set_up(false);
+        assert_eq!(
+            indexes(candidates(&m, 1, AllDown::Panic, None, &[], now)),
+            [1]
+        );
+        // Open past its period, it admits a trial again (lazily: nothing changed state yet).
+        let later = now + breaker.open_for;
+        assert_eq!(
+            indexes(candidates(&m, 1, AllDown::Reject, None, &[], later)),
+            [0]
+        );
+    }
+
+    #[tokio::test]
+    async fn capped_member_is_skipped_while_full() {
+        let m = pool_with(&[0, 0, 1], |m| m.with_max_connections(Some(2)));
+        let now = Instant::now();
+        let held = [m[0].track(), m[0].track()];
+        assert_eq!(
+            indexes(candidates(&m, 1, AllDown::Reject, None, &[], now)),
+            [1]
+        );
+        // A full primary tier lets the backup take the overflow.
+        let more = [m[1].track(), m[1].track()];
+        assert_eq!(
+            indexes(candidates(&m, 1, AllDown::Reject, None, &[], now)),
+            [2]
+        );
+        drop(held);
+        assert_eq!(
+            indexes(candidates(&m, 1, AllDown::Reject, None, &[], now)),
+            [0]
+        );
+        drop(more);
     }
 }
