@@ -92,14 +92,53 @@ async fn status_lists_routes_pools_and_members() {
     );
     // Its health is not asserted: `localhost` may resolve to ::1, where nothing listens.
     assert_eq!(
-        pick(first, &["tier", "weight", "admin", "active"]),
-        json!({"tier": 0, "weight": 3, "admin": "enabled", "active": 0})
+        pick(first, &["tier", "weight", "admin", "breaker", "active"]),
+        json!({"tier": 0, "weight": 3, "admin": "enabled", "breaker": {"state": "closed"}, "active": 0})
     );
     assert_eq!(
         pool["members"][1],
         json!({"addr": dead.to_string(), "resolved": dead.to_string(), "tier": 1, "weight": 1,
-               "health": "down", "admin": "enabled", "active": 0})
+               "health": "down", "admin": "enabled", "breaker": {"state": "closed"}, "active": 0,
+               "max_connections": null})
     );
+    sluice.stop().await;
+}
+
+#[tokio::test]
+async fn status_shows_an_open_breaker_and_the_connection_cap() {
+    let dead = common::closed_port().await;
+    let sluice = Admin::start_toml(
+        "breakerroute",
+        &format!(
+            r#"
+            [routes.breakerroute]
+            listen = "127.0.0.1:0"
+            pool = "breakerroute"
+            retry = {{ attempts = 1 }}
+            [pools.breakerroute]
+            members = [{{ addr = "{dead}" }}]
+            [pools.breakerroute.health]
+            enabled = false
+            [pools.breakerroute.breaker]
+            consecutive_failures = 1
+            open_for = "30s"
+            max_open_for = "60s"
+            max_connections = 7
+            "#
+        ),
+    )
+    .await;
+    // The refused connect is the one failure that opens the breaker.
+    let _ = common::read_all(sluice.route).await;
+    let status = sluice
+        .wait_status("the breaker to open", |s| {
+            s["pools"][0]["members"][0]["breaker"]["state"] == "open"
+        })
+        .await;
+    let member = &status["pools"][0]["members"][0];
+    let reopens = member["breaker"]["half_open_in_ms"].as_u64().unwrap();
+    assert!((1..=30_000).contains(&reopens), "{member}");
+    assert_eq!(member["max_connections"], 7);
     sluice.stop().await;
 }
 

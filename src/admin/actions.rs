@@ -20,6 +20,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
+use tokio::time::Instant;
 use tracing::info;
 
 use super::server::ApiError;
@@ -73,7 +74,7 @@ fn set_drained(
     Ok(Json(ActionResult {
         pool: pool.to_string(),
         changed,
-        member: member_status(member),
+        member: member_status(member, Instant::now()),
     }))
 }
 

@@ -10,8 +10,9 @@
 //! loopback-only unless the config says `allow_remote` (checked by config validation); there is
 //! no authentication, so a remote admin listener belongs behind a firewall.
 //!
-//! Reload is not served here yet: it needs the runtime swap that `config::reload` will provide,
-//! and [`AdminState`] will then have to be swapped with it (an `ArcSwap` around it).
+//! Reload is not served here yet: it needs a runtime that can be swapped while serving, and
+//! [`AdminState`] will then have to be swapped with it (an `ArcSwap` around it), since it holds
+//! the pools and routes of the config it was built from.
 
 mod actions;
 mod server;

@@ -28,12 +28,8 @@ impl Admin {
     /// One route and pool, both named `name`, over `members` (TOML inline tables), with health
     /// checks configured by `health` (a `[pools.NAME.health]` body).
     pub async fn start(name: &str, members: &str, health: &str) -> Self {
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        let text = format!(
+        let routes_and_pools = format!(
             r#"
-            shutdown_grace = "10s"
-            [admin]
-            listen = "127.0.0.1:0"
             [routes.{name}]
             listen = "127.0.0.1:0"
             pool = "{name}"
@@ -43,10 +39,19 @@ impl Admin {
             {health}
             "#
         );
+        Self::start_toml(name, &routes_and_pools).await
+    }
+
+    /// `routes_and_pools` (TOML) with an admin listener; `route` is the route to connect to.
+    pub async fn start_toml(route: &str, routes_and_pools: &str) -> Self {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let text = format!(
+            "shutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{routes_and_pools}"
+        );
         let config = sluice::config::from_str(&text, None).unwrap_or_else(|e| panic!("{e}"));
         let server = Server::bind(config).await.unwrap();
         let admin = server.admin_addr().expect("config has [admin]");
-        let route = server.local_addrs(name)[0];
+        let route = server.local_addrs(route)[0];
         let shutdown = Shutdown::new();
         let run = tokio::spawn(server.run(shutdown.clone()));
         Self {
