@@ -8,6 +8,7 @@
 
 mod error;
 mod parse;
+pub mod reload;
 pub mod schema;
 mod validate;
 
