@@ -101,6 +101,11 @@ pub struct Server {
 impl Server {
     /// Builds pools and binds every listen address of every route.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        if config.admin.is_some() {
+            // First of all: pools export their breakers' state as they are built, and the
+            // facade drops whatever arrives before a recorder is installed.
+            crate::telemetry::metrics::install();
+        }
         let seed = config.seed.unwrap_or_else(rand::random);
         let pools: HashMap<String, Arc<Pool>> = config
             .pools
@@ -144,8 +149,6 @@ impl Server {
         }
         let admin = match &config.admin {
             Some(a) => {
-                // Before anything can emit: the facade drops what arrives before a recorder.
-                crate::telemetry::metrics::install();
                 let listener = admin::bind(a.listen).map_err(|source| ServerError::AdminBind {
                     addr: a.listen,
                     source,

@@ -337,5 +337,8 @@ async fn metrics_count_connections_and_bytes_per_route() {
         bucket.is_some_and(|n| n >= 1.0),
         "no configured buckets:\n{text}"
     );
+    // Exported from the start, although no breaker of this pool ever changed state.
+    let breaker = sample(&text, "sluice_breaker_state", &[("pool", "metricsroute")]);
+    assert_eq!(breaker, Some(0.0), "{text}");
     sluice.stop().await;
 }
