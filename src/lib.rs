@@ -9,10 +9,12 @@
 //! - [`health`]: one heartbeat task per member flipping its health after rise/fall probes.
 //! - [`relay`]: copies both directions with half-close and idle timeout.
 //! - [`server`]: builds everything from a [`config::Config`] and runs it until shutdown.
-//! - [`telemetry`]: metric names and logging.
+//! - [`telemetry`]: metric names, the Prometheus recorder, logging.
+//! - [`admin`]: the admin HTTP API (status, drain/enable, `/metrics`) when `[admin]` is set.
 //!
 //! `main.rs` is a thin CLI over [`server::Server`]; integration tests drive the same type.
 
+pub mod admin;
 pub mod config;
 pub mod connect;
 pub mod health;

@@ -6,6 +6,9 @@
 //! [`Server::run`] then serves until [`Shutdown::stop`]: listeners close at once (new connects
 //! are refused), live connections get `shutdown_grace`, and whatever is still open after that,
 //! or after [`Shutdown::cut_now`], is cut and counted.
+//!
+//! With an `[admin]` section, `bind` also binds the admin listener (and installs the metrics
+//! recorder), and `run` serves it until the drain is over, so `/healthz` reports the drain.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::connect::{self, ConnectionLimit};
 use crate::health;
@@ -35,6 +39,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error("admin: cannot listen on {addr}: {source}")]
+    AdminBind { addr: SocketAddr, source: io::Error },
 }
 
 /// The two signals that end a run: stop accepting (graceful), and cut live connections now.
@@ -86,6 +92,8 @@ pub struct Server {
     cut_count: Arc<AtomicUsize>,
     /// The config's seed, or one drawn at startup; every random decision derives from it.
     seed: u64,
+    /// Bound when the config has `[admin]`.
+    admin: Option<TcpListener>,
 }
 
 // === impl Server ===
@@ -93,6 +101,11 @@ pub struct Server {
 impl Server {
     /// Builds pools and binds every listen address of every route.
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        if config.admin.is_some() {
+            // First of all: pools export their breakers' state as they are built, and the
+            // facade drops whatever arrives before a recorder is installed.
+            crate::telemetry::metrics::install();
+        }
         let seed = config.seed.unwrap_or_else(rand::random);
         let pools: HashMap<String, Arc<Pool>> = config
             .pools
@@ -134,6 +147,16 @@ impl Server {
             }
             routes.push(BoundRoute { context, listeners });
         }
+        let admin = match &config.admin {
+            Some(a) => {
+                let listener = admin::bind(a.listen).map_err(|source| ServerError::AdminBind {
+                    addr: a.listen,
+                    source,
+                })?;
+                Some(listener)
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             pools,
@@ -141,6 +164,7 @@ impl Server {
             cut,
             cut_count,
             seed,
+            admin,
         })
     }
 
@@ -151,6 +175,12 @@ impl Server {
             .filter(|r| &*r.context.name == route)
             .flat_map(|r| r.listeners.iter().filter_map(|l| l.local_addr().ok()))
             .collect()
+    }
+
+    /// The admin listener's address (with the kernel's port where the config said 0), when the
+    /// config has `[admin]`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// A running pool by name, to observe member state.
@@ -181,6 +211,25 @@ impl Server {
                 ));
             }
         }
+
+        // The admin API outlives the accept loops and stops with the background tasks, so
+        // `/healthz` answers "draining" for the whole grace period.
+        let admin = self.admin.map(|listener| {
+            let listen = self
+                .routes
+                .iter()
+                .map(|r| {
+                    let addrs = r.listeners.iter().filter_map(|l| l.local_addr().ok());
+                    (r.context.name.to_string(), addrs.collect())
+                })
+                .collect();
+            let state = AdminState::new(&self.config, &self.pools, &listen, shutdown.clone());
+            tokio::spawn(admin::serve(
+                listener,
+                Arc::new(state),
+                background.child_token(),
+            ))
+        });
 
         let connections = TaskTracker::new();
         let accept_loops = TaskTracker::new();
@@ -221,6 +270,9 @@ impl Server {
         background.cancel();
         for checker in checkers {
             let _ = checker.await;
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         let cut = self.cut_count.load(Ordering::Relaxed);
         info!(cut, "shutdown complete");
