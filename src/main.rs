@@ -5,10 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::config::{self, Config};
+use sluice::server::Reloader;
 use sluice::telemetry::access_log::{self, ReopenableFile};
 use sluice::{Server, Shutdown};
 use tracing::{error, info, warn};
@@ -44,6 +46,10 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Reload the config file when it changes (checked every second); SIGHUP and
+        /// `POST /reload` work either way.
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config file and print a summary, or every problem found (exit 64).
     Check {
@@ -68,7 +74,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
         Command::Check { config } => return check(config),
-        Command::Run { config } => load(config.as_deref()),
+        Command::Run { config, .. } => load(config.as_deref()),
         Command::Forward {
             listen,
             upstream,
@@ -104,7 +110,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format, access_log.clone());
-    match serve(config, access_log) {
+    let watch = matches!(cli.command, Command::Run { watch: true, .. });
+    match serve(config, access_log, watch) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -144,16 +151,20 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
     }
 }
 
-fn serve(config: Config, access_log: Option<ReopenableFile>) -> anyhow::Result<()> {
+fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async {
         let source = config.source_name();
-        let server = Server::bind(config)
+        let mut server = Server::bind(config)
             .await
             .with_context(|| format!("starting from {source}"))?;
+        if watch {
+            server = server.watch(Duration::from_secs(1));
+        }
+        tokio::spawn(reload_on_sighup(server.reloader()));
         let shutdown = Shutdown::new();
         tokio::spawn(watch_signals(shutdown.clone()));
         if let Some(file) = access_log {
@@ -195,6 +206,20 @@ async fn watch_signals(shutdown: Shutdown) {
             shutdown.cut_now();
             return;
         }
+    }
+}
+
+/// SIGHUP reloads the config file; a bad file is logged and changes nothing.
+async fn reload_on_sighup(reloader: Reloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        error!("cannot install the SIGHUP handler; reload with POST /reload instead");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!("SIGHUP: reloading the config");
+        // The reloader logs the outcome (every problem of a bad file, or what changed).
+        let _ = reloader.reload().await;
     }
 }
 

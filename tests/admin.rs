@@ -75,7 +75,7 @@ async fn status_lists_routes_pools_and_members() {
     assert_eq!(status["status"], "ok");
     assert_eq!(
         status["routes"],
-        json!([{"name": "statusroute", "listen": [sluice.route.to_string()], "pool": "statusroute"}])
+        json!([{"name": "statusroute", "listen": [sluice.route.to_string()], "pool": "statusroute", "active": 0, "total": 0}])
     );
     let pool = &status["pools"][0];
     assert_eq!(status["pools"].as_array().unwrap().len(), 1);
@@ -263,8 +263,11 @@ async fn bad_requests_get_json_errors_and_change_nothing() {
     let (code, body) = request(sluice.admin, "POST", "/status").await;
     assert_eq!(code, 405, "{body}");
     let (code, body) = sluice.get("/reload").await;
+    assert_eq!(code, 405, "{body}");
+    assert!(body.contains("POST /reload"), "{body}");
+    let (code, body) = sluice.get("/nope").await;
     assert_eq!(code, 404, "{body}");
-    assert!(body.contains("no such endpoint: GET /reload"), "{body}");
+    assert!(body.contains("no such endpoint: GET /nope"), "{body}");
 
     assert_eq!(sluice.status().await, before);
     sluice.stop().await;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::info;
@@ -26,6 +27,7 @@ use tracing::info;
 use super::server::ApiError;
 use super::status::{MemberStatus, member_status};
 use super::{AdminState, PoolView};
+use crate::server::ReloadError;
 use crate::upstream::Member;
 
 /// The answer to a drain or enable.
@@ -57,10 +59,11 @@ fn set_drained(
     member: &str,
     drained: bool,
 ) -> Result<Json<ActionResult>, ApiError> {
-    let view = state.pool(pool).ok_or_else(|| {
+    let all = state.view();
+    let view = all.pool(pool).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no such pool {pool:?} (defined: {})", state.pool_names()),
+            format!("no such pool {pool:?} (defined: {})", all.pool_names()),
         )
     })?;
     let member = find_member(view, member)?;
@@ -114,5 +117,51 @@ fn find_member<'a>(view: &'a PoolView, wanted: &str) -> Result<&'a Arc<Member>, 
                 ),
             ))
         }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Reloaded {
+    result: &'static str,
+    /// What changed: `routes +1 -0 ~1, pools ..., listeners ..., members ...`.
+    changes: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct ReloadRejected {
+    error: &'static str,
+    /// Every problem, worded as `sluice check` words it.
+    problems: Vec<String>,
+}
+
+/// `POST /reload`: re-reads the config file. An invalid file is the request's problem only
+/// in the sense that nothing can be done with it: 422 with every problem, nothing changed.
+pub(super) async fn reload(State(state): State<Arc<AdminState>>) -> Response {
+    let Some(reloader) = &state.reloader else {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing to reload: sluice was started without a config file".into(),
+        )
+        .into_response();
+    };
+    match reloader.reload().await {
+        Ok(changes) => Json(Reloaded {
+            result: "ok",
+            changes,
+        })
+        .into_response(),
+        Err(ReloadError::Config(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(ReloadRejected {
+                error: "the config file is invalid; still running the previous config",
+                problems: errors.iter().map(|e| e.to_string()).collect(),
+            }),
+        )
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{e}; still running the previous config"),
+        )
+        .into_response(),
     }
 }

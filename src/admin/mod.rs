@@ -10,9 +10,7 @@
 //! loopback-only unless the config says `allow_remote` (checked by config validation); there is
 //! no authentication, so a remote admin listener belongs behind a firewall.
 //!
-//! Reload is not served here yet: it needs a runtime that can be swapped while serving, and
-//! [`AdminState`] will then have to be swapped with it (an `ArcSwap` around it), since it holds
-//! the pools and routes of the config it was built from.
+//! `POST /reload` asks the server's [`Reloader`]; the server then swaps the [`View`] here.
 
 mod actions;
 mod server;
@@ -22,23 +20,34 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::{Config, PoolConfig};
-use crate::server::Shutdown;
+use crate::route::RouteStats;
+use crate::server::{Reloader, Shutdown};
 use crate::telemetry;
 use crate::upstream::Pool;
 
 pub use server::{bind, router, serve};
 
-/// What the admin handlers see of a running server.
+/// What the admin handlers see of a running server. The routes-and-pools view is swapped
+/// whole on each reload, so a request sees one config, never half of two.
 #[derive(Debug)]
 pub struct AdminState {
+    view: ArcSwap<View>,
+    shutdown: Shutdown,
+    metrics: PrometheusHandle,
+    /// Set when the server can reload (it has a config file); `POST /reload` uses it.
+    reloader: Option<Reloader>,
+}
+
+/// Routes and pools of the running config.
+#[derive(Debug)]
+pub struct View {
     routes: Vec<RouteView>,
     /// In config order (sorted by name), so `/status` and error messages list them stably.
     pools: Vec<PoolView>,
-    shutdown: Shutdown,
-    metrics: PrometheusHandle,
 }
 
 #[derive(Debug)]
@@ -46,6 +55,7 @@ struct RouteView {
     name: String,
     listen: Vec<SocketAddr>,
     pool: String,
+    stats: Arc<RouteStats>,
 }
 
 #[derive(Debug)]
@@ -54,28 +64,33 @@ struct PoolView {
     pool: Arc<Pool>,
 }
 
-// === impl AdminState ===
+/// What the view is built from for one route: its bound addresses (the kernel's ports where
+/// the config said 0) and its counters.
+#[derive(Clone, Debug)]
+pub struct RouteInfo {
+    pub listen: Vec<SocketAddr>,
+    pub stats: Arc<RouteStats>,
+}
 
-impl AdminState {
-    /// A view of `config`'s routes and pools. `listen` holds each route's bound addresses (the
-    /// kernel's ports where the config said 0), by route name; a route missing from it is listed
-    /// with its configured addresses. Installs the metrics recorder if nothing did yet.
+// === impl View ===
+
+impl View {
     pub fn new(
         config: &Config,
         pools: &HashMap<String, Arc<Pool>>,
-        listen: &HashMap<String, Vec<SocketAddr>>,
-        shutdown: Shutdown,
+        routes: &HashMap<String, RouteInfo>,
     ) -> Self {
         let routes = config
             .routes
             .iter()
-            .map(|r| RouteView {
-                name: r.name.clone(),
-                listen: listen
-                    .get(&r.name)
-                    .cloned()
-                    .unwrap_or_else(|| r.listen.clone()),
-                pool: r.pool.clone(),
+            .map(|r| {
+                let info = routes.get(&r.name);
+                RouteView {
+                    name: r.name.clone(),
+                    listen: info.map_or_else(|| r.listen.clone(), |i| i.listen.clone()),
+                    pool: r.pool.clone(),
+                    stats: info.map(|i| Arc::clone(&i.stats)).unwrap_or_default(),
+                }
             })
             .collect();
         let pools = config
@@ -89,12 +104,7 @@ impl AdminState {
                 })
             })
             .collect();
-        Self {
-            routes,
-            pools,
-            shutdown,
-            metrics: telemetry::metrics::install(),
-        }
+        Self { routes, pools }
     }
 
     fn pool(&self, name: &str) -> Option<&PoolView> {
@@ -105,5 +115,27 @@ impl AdminState {
     fn pool_names(&self) -> String {
         let names: Vec<&str> = self.pools.iter().map(|p| p.config.name.as_str()).collect();
         names.join(", ")
+    }
+}
+
+// === impl AdminState ===
+
+impl AdminState {
+    pub fn new(view: View, shutdown: Shutdown, reloader: Option<Reloader>) -> Self {
+        Self {
+            view: ArcSwap::from_pointee(view),
+            shutdown,
+            metrics: telemetry::metrics::install(),
+            reloader,
+        }
+    }
+
+    /// Replaces the routes-and-pools view (after a reload).
+    pub fn set_view(&self, view: View) {
+        self.view.store(Arc::new(view));
+    }
+
+    fn view(&self) -> Arc<View> {
+        self.view.load_full()
     }
 }

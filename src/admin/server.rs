@@ -33,7 +33,8 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 const BACKLOG: u32 = 128;
 
 const ENDPOINTS: &str = "GET /healthz, GET /status, GET /metrics, \
-     POST /pools/{pool}/members/{member}/drain, POST /pools/{pool}/members/{member}/enable";
+     POST /pools/{pool}/members/{member}/drain, POST /pools/{pool}/members/{member}/enable, \
+     POST /reload";
 
 /// Binds the admin listen address (with `SO_REUSEADDR`, like the routes, so a restart does not
 /// wait out TIME_WAIT).
@@ -52,6 +53,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/pools/{pool}/members/{member}/enable",
             post(actions::enable),
         )
+        .route("/reload", post(actions::reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

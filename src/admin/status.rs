@@ -18,6 +18,7 @@
 //! Routes carry no connection count: a route keeps none that can be read back, only the
 //! `sluice_active_connections` gauge it sets.
 
+use crate::server::ReloadOutcome;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -37,6 +38,9 @@ pub(crate) struct Status {
     status: &'static str,
     routes: Vec<RouteStatus>,
     pools: Vec<PoolStatus>,
+    /// The outcome of the last reload, if any was tried (absent without a config file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_reload: Option<ReloadOutcome>,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,6 +49,10 @@ pub(crate) struct RouteStatus {
     /// Bound addresses, with the kernel's port where the config said 0.
     listen: Vec<SocketAddr>,
     pool: String,
+    /// Connections being served now.
+    active: u64,
+    /// Connections accepted since startup (kept across reloads).
+    total: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,22 +112,26 @@ impl BreakerStatus {
 }
 
 pub(super) async fn status(State(state): State<Arc<AdminState>>) -> Json<Status> {
+    let view = state.view();
     Json(Status {
         status: if state.shutdown.is_stopping() {
             "draining"
         } else {
             "ok"
         },
-        routes: state
+        routes: view
             .routes
             .iter()
             .map(|r| RouteStatus {
                 name: r.name.clone(),
                 listen: r.listen.clone(),
                 pool: r.pool.clone(),
+                active: r.stats.active(),
+                total: r.stats.total(),
             })
             .collect(),
-        pools: state.pools.iter().map(pool_status).collect(),
+        pools: view.pools.iter().map(pool_status).collect(),
+        last_reload: state.reloader.as_ref().and_then(|r| r.last()),
     })
 }
 

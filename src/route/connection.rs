@@ -29,6 +29,27 @@ pub struct RouteContext {
     pub cut_count: Arc<AtomicUsize>,
     /// Upstreams tried in all when each one closes early (the route's `retry.attempts`).
     pub early_close_attempts: u32,
+    /// Counts of this route's connections, shared with the route's next version on reload.
+    pub stats: Arc<RouteStats>,
+}
+
+/// Connection counts of a route, read by `/status`; they survive reloads that keep the route.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    active: AtomicU64,
+    total: AtomicU64,
+}
+
+impl RouteStats {
+    /// Connections being served now (connecting or relaying).
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted since startup.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
 }
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -45,7 +66,10 @@ pub(super) async fn serve(route: Arc<RouteContext>, client: TcpStream, peer: Soc
     );
     let active = metrics::gauge!(m::ACTIVE_CONNECTIONS, "route" => Arc::clone(&route.name));
     active.increment(1.0);
+    route.stats.active.fetch_add(1, Ordering::Relaxed);
+    route.stats.total.fetch_add(1, Ordering::Relaxed);
     handle(&route, client, peer).instrument(span).await;
+    route.stats.active.fetch_sub(1, Ordering::Relaxed);
     active.decrement(1.0);
 }
 

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,9 +33,11 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 
 /// Accepts until `stop` is cancelled, then drops the listener so new connects are refused.
 /// Every connection task is spawned on `tracker` so shutdown can wait for them.
+/// `route` is read at each accept: a reload swaps in the new route (stack, pool, settings)
+/// under the same socket, and connections already accepted keep the one they started with.
 pub async fn accept_loop(
     listener: TcpListener,
-    route: Arc<RouteContext>,
+    route: Arc<ArcSwap<RouteContext>>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -44,9 +47,10 @@ pub async fn accept_loop(
             () = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
+        let route = route.load_full();
         match accepted {
             Ok((stream, client)) => {
-                tracker.spawn(connection::serve(Arc::clone(&route), stream, client));
+                tracker.spawn(connection::serve(route, stream, client));
             }
             Err(e) if is_per_connection(&e) => {
                 debug!(route = %route.name, error = %e, "accept: connection aborted before accept");
@@ -63,7 +67,7 @@ pub async fn accept_loop(
         }
     }
     if let Ok(addr) = listener.local_addr() {
-        info!(route = %route.name, %addr, "stopped accepting");
+        info!(route = %route.load().name, %addr, "stopped accepting");
     }
 }
 

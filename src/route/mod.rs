@@ -4,6 +4,6 @@ mod connection;
 mod listener;
 mod outcome;
 
-pub use connection::RouteContext;
+pub use connection::{RouteContext, RouteStats};
 pub use listener::{accept_loop, bind};
 pub use outcome::Outcome;

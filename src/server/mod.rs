@@ -1,0 +1,224 @@
+//! The running forwarder: builds pools, health checkers and listeners from a [`Config`] and
+//! runs them until shutdown.
+//!
+//! [`Server::bind`] binds every listen address before anything runs, so a port conflict fails
+//! startup as a whole and tests can read back the ports the kernel chose for `:0`.
+//! [`Server::run`] then serves until [`Shutdown::stop`]: listeners close at once (new connects
+//! are refused), live connections get `shutdown_grace`, and whatever is still open after that,
+//! or after [`Shutdown::cut_now`], is cut and counted.
+//!
+//! With an `[admin]` section, `bind` also binds the admin listener (and installs the metrics
+//! recorder), and `run` serves it until the drain is over, so `/healthz` reports the drain.
+//!
+//! While running, a [`Reloader`] moves the server to a new config (`runtime.rs` applies it,
+//! `reload.rs` reads, validates and reports).
+
+mod reload;
+mod runtime;
+
+pub use reload::{ReloadError, ReloadOutcome, Reloader};
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use self::runtime::{Runtime, Shared};
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::upstream::Pool;
+
+/// Startup failures.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("route {route}: cannot listen on {addr}: {source}")]
+    Bind {
+        route: String,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("admin: cannot listen on {addr}: {source}")]
+    AdminBind { addr: SocketAddr, source: io::Error },
+}
+
+/// The two signals that end a run: stop accepting (graceful), and cut live connections now.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    stop: CancellationToken,
+    cut_now: CancellationToken,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops accepting and starts the grace period.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Ends the grace period at once (a second SIGTERM).
+    pub fn cut_now(&self) {
+        self.stop.cancel();
+        self.cut_now.cancel();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Live connections cut because the grace period ran out.
+    pub cut: usize,
+}
+
+/// A forwarder whose listeners are bound but not yet accepting.
+pub struct Server {
+    reloader: Reloader,
+    shared: Arc<Shared>,
+    /// Bound when the config has `[admin]`.
+    admin: Option<TcpListener>,
+    /// `--watch`: poll the config file at this interval and reload on change.
+    watch: Option<Duration>,
+}
+
+// === impl Server ===
+
+impl Server {
+    /// Builds pools and binds every listen address of every route (and the admin listener).
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let admin = match &config.admin {
+            Some(a) => {
+                // Before anything can emit: the facade drops what arrives before a recorder,
+                // and pools set their breakers' gauges as they are built.
+                crate::telemetry::metrics::install();
+                let listener = admin::bind(a.listen).map_err(|source| ServerError::AdminBind {
+                    addr: a.listen,
+                    source,
+                })?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let shared = Arc::new(Shared {
+            cut: CancellationToken::new(),
+            cut_count: Arc::new(AtomicUsize::new(0)),
+            connections: TaskTracker::new(),
+            accept_loops: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            background: CancellationToken::new(),
+        });
+        let runtime = Runtime::bind(config, seed, Arc::clone(&shared))?;
+        Ok(Self {
+            reloader: Reloader::new(runtime),
+            shared,
+            admin,
+            watch: None,
+        })
+    }
+
+    /// Reloads the config file whenever it changes, checking every `every`.
+    pub fn watch(mut self, every: Duration) -> Self {
+        self.watch = Some(every);
+        self
+    }
+
+    /// The addresses a route is listening on (with the kernel's port where the config said 0).
+    pub fn local_addrs(&self, route: &str) -> Vec<SocketAddr> {
+        self.runtime_now().local_addrs(route)
+    }
+
+    /// The admin listener's address (with the kernel's port where the config said 0), when the
+    /// config has `[admin]`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// A pool by name, to observe member state.
+    pub fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.runtime_now().pools.get(name).cloned()
+    }
+
+    /// The handle that reloads this server once it runs (SIGHUP, `POST /reload`, tests).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Before `run` nothing else holds the runtime, so the lock is free.
+    fn runtime_now(&self) -> tokio::sync::MutexGuard<'_, Runtime> {
+        self.reloader
+            .runtime()
+            .try_lock()
+            .expect("the runtime is not shared before run")
+    }
+
+    /// Serves until `shutdown` stops it, then drains; returns how many connections were cut.
+    pub async fn run(self, shutdown: Shutdown) -> RunSummary {
+        let shared = self.shared;
+        let view = {
+            let mut runtime = self.reloader.runtime().lock().await;
+            runtime.start();
+            runtime.admin_view()
+        };
+        // The admin API outlives the accept loops and stops with the background tasks, so
+        // `/healthz` answers "draining" for the whole grace period.
+        let reloader = self.reloader.has_file().then(|| self.reloader.clone());
+        let admin = self.admin.map(|listener| {
+            let state = Arc::new(AdminState::new(view, shutdown.clone(), reloader));
+            self.reloader.set_admin(Arc::clone(&state));
+            tokio::spawn(admin::serve(
+                listener,
+                state,
+                shared.background.child_token(),
+            ))
+        });
+        let watcher = self.watch.map(|every| {
+            let stop = shared.background.child_token();
+            tokio::spawn(self.reloader.clone().watch(every, stop))
+        });
+
+        shutdown.stop.cancelled().await;
+        shared.stop.cancel();
+        // Every listener closes before the grace period starts, so no client is accepted into a
+        // draining process.
+        shared.accept_loops.close();
+        shared.accept_loops.wait().await;
+        let connections = &shared.connections;
+        connections.close();
+        let live = connections.len();
+        // A reload may have changed the grace since startup: the running config's counts.
+        let grace = self.reloader.runtime().lock().await.config.shutdown_grace;
+        info!(live, grace = ?grace, "shutting down: stopped accepting, draining live connections");
+        tokio::select! {
+            () = connections.wait() => {}
+            () = tokio::time::sleep(grace) => {
+                warn!(remaining = connections.len(), "shutdown grace elapsed; cutting live connections");
+            }
+            () = shutdown.cut_now.cancelled() => {
+                warn!(remaining = connections.len(), "second shutdown signal; cutting live connections now");
+            }
+        }
+        shared.cut.cancel();
+        connections.wait().await;
+        shared.background.cancel();
+        self.reloader.runtime().lock().await.join_checkers().await;
+        for task in [admin, watcher].into_iter().flatten() {
+            let _ = task.await;
+        }
+        let cut = shared.cut_count.load(Ordering::Relaxed);
+        info!(cut, "shutdown complete");
+        RunSummary { cut }
+    }
+}

@@ -1,0 +1,208 @@
+//! Hot reload: read and validate the config file beside the running one, then apply it.
+//!
+//! Triggers: SIGHUP (wired in `main`), `POST /reload` (admin API), and `--watch` (polls the
+//! file). Reloads are serialized by the runtime's lock; nothing on the connection path takes it.
+//! A file with any problem changes nothing: every problem is logged with the same message
+//! `sluice check` prints, counted as `result="error"`, and kept for `/status`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::ServerError;
+use super::runtime::Runtime;
+use crate::admin::AdminState;
+use crate::config::{self, ConfigErrors};
+use crate::telemetry::metrics as m;
+
+/// Why a reload changed nothing.
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    /// The new file is invalid; every problem, one per line.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// A new listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] ServerError),
+    /// The server runs without a config file (`sluice forward`).
+    #[error("nothing to reload: sluice was started without a config file")]
+    NoFile,
+}
+
+/// The last reload's result, for `/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReloadOutcome {
+    pub ok: bool,
+    /// RFC 3339 wall-clock time of the attempt.
+    pub at: String,
+    /// On success, what changed (`routes +1 -0 ~1, ...`); on failure, every problem.
+    pub detail: String,
+}
+
+/// A handle that reloads the running server; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Reloader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: tokio::sync::Mutex<Runtime>,
+    path: Option<PathBuf>,
+    admin: Mutex<Option<Arc<AdminState>>>,
+    last: Mutex<Option<ReloadOutcome>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Reloader ===
+
+impl Reloader {
+    pub(super) fn new(runtime: Runtime) -> Self {
+        let path = runtime.config.source.clone();
+        Self {
+            inner: Arc::new(Inner {
+                runtime: tokio::sync::Mutex::new(runtime),
+                path,
+                admin: Mutex::new(None),
+                last: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub(super) fn runtime(&self) -> &tokio::sync::Mutex<Runtime> {
+        &self.inner.runtime
+    }
+
+    pub(super) fn set_admin(&self, admin: Arc<AdminState>) {
+        *self.inner.admin.lock().unwrap_or_else(|p| p.into_inner()) = Some(admin);
+    }
+
+    /// Whether there is a file to reload from.
+    pub fn has_file(&self) -> bool {
+        self.inner.path.is_some()
+    }
+
+    /// Reads the config file again and applies it; returns a summary of what changed.
+    pub async fn reload(&self) -> Result<String, ReloadError> {
+        let Some(path) = self.inner.path.clone() else {
+            return Err(ReloadError::NoFile);
+        };
+        let parsed = tokio::task::spawn_blocking(move || config::from_file(&path))
+            .await
+            .expect("config parsing does not panic");
+        let result = match parsed {
+            Ok(new) => self.apply(new).await,
+            Err(errors) => Err(ReloadError::Config(errors)),
+        };
+        self.record(&result);
+        result
+    }
+
+    /// Applies an already validated config (tests and embedders).
+    pub async fn apply(&self, new: config::Config) -> Result<String, ReloadError> {
+        let mut runtime = self.inner.runtime.lock().await;
+        let changes = runtime.apply(new, true)?;
+        let admin = self
+            .inner
+            .admin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(admin) = admin {
+            admin.set_view(runtime.admin_view());
+        }
+        Ok(changes.summary())
+    }
+
+    /// A running pool by name (after reloads, the current one).
+    pub async fn pool(&self, name: &str) -> Option<Arc<crate::upstream::Pool>> {
+        self.inner.runtime.lock().await.pools.get(name).cloned()
+    }
+
+    /// The last reload's result, if any reload was tried.
+    pub fn last(&self) -> Option<ReloadOutcome> {
+        self.inner
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn record(&self, result: &Result<String, ReloadError>) {
+        let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let outcome = match result {
+            Ok(summary) => {
+                info!(changes = %summary, "config reloaded");
+                metrics::counter!(m::CONFIG_RELOADS_TOTAL, "result" => "ok").increment(1);
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)
+                    .set(now.as_secs_f64());
+                ReloadOutcome {
+                    ok: true,
+                    at,
+                    detail: summary.clone(),
+                }
+            }
+            Err(e) => {
+                match e {
+                    // One log line per problem, worded as `sluice check` words it.
+                    ReloadError::Config(errors) => {
+                        for problem in errors.iter() {
+                            error!(problem = %problem, "reload rejected; still running the previous config");
+                        }
+                    }
+                    other => {
+                        error!(error = %other, "reload failed; still running the previous config")
+                    }
+                }
+                metrics::counter!(m::CONFIG_RELOADS_TOTAL, "result" => "error").increment(1);
+                ReloadOutcome {
+                    ok: false,
+                    at,
+                    detail: e.to_string(),
+                }
+            }
+        };
+        *self.inner.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+    }
+
+    /// Reloads whenever the file's modification time or size changes, polling every `every`,
+    /// until `stop`. Polling needs no platform watcher and catches editors that replace the
+    /// file by renaming.
+    pub async fn watch(self, every: Duration, stop: CancellationToken) {
+        let Some(path) = self.inner.path.clone() else {
+            return;
+        };
+        let stamp = |p: &PathBuf| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
+        };
+        let mut seen = stamp(&path);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let now = stamp(&path);
+            if now != seen && now.is_some() {
+                seen = now;
+                info!(path = %path.display(), "config file changed; reloading");
+                let _ = self.reload().await;
+            }
+        }
+    }
+}

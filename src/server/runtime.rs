@@ -1,0 +1,332 @@
+//! The live state of a running server and how a new config replaces it.
+//!
+//! [`Runtime`] owns what a config turned into: listeners (by listen address), pools, route
+//! contexts and one health task per member. [`Runtime::apply`] moves it to a new validated
+//! config following the diff rules of `config::reload`: a kept listen address keeps its socket
+//! and only swaps the route it serves; pools are rebuilt adopting member state by name; health
+//! tasks whose member and settings are unchanged keep running; what was removed stops. Live
+//! connections hold their own route context and members, so nothing here touches them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use super::ServerError;
+use crate::admin::{RouteInfo, View};
+use crate::config::reload::{ConfigDiff, diff};
+use crate::config::{Config, HealthConfig, RouteConfig};
+use crate::connect::{self, ConnectionLimit};
+use crate::health;
+use crate::relay::RelaySettings;
+use crate::route::{self, RouteContext, RouteStats};
+use crate::upstream::Pool;
+
+/// A listen address as configured. Port 0 asks the kernel for any port, so two routes may
+/// both say `127.0.0.1:0`: such listeners are told apart by route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct ListenKey {
+    addr: SocketAddr,
+    route: Option<String>,
+}
+
+impl ListenKey {
+    fn new(addr: SocketAddr, route: &str) -> Self {
+        let route = (addr.port() == 0).then(|| route.to_string());
+        Self { addr, route }
+    }
+}
+
+struct Listener {
+    /// The route served, swapped by a reload that keeps the address.
+    route: Arc<ArcSwap<RouteContext>>,
+    /// Bound but not yet accepting (before `start`).
+    socket: Option<TcpListener>,
+    local: SocketAddr,
+    stop: CancellationToken,
+}
+
+struct Checker {
+    addr: SocketAddr,
+    config: HealthConfig,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Process-wide parts every route and task shares, fixed for the life of the server.
+pub(super) struct Shared {
+    /// Cancelled when the shutdown grace runs out.
+    pub cut: CancellationToken,
+    pub cut_count: Arc<AtomicUsize>,
+    /// Every connection, across reloads, for the drain.
+    pub connections: TaskTracker,
+    /// Accept loops, across reloads.
+    pub accept_loops: TaskTracker,
+    /// Parent of every listener's stop token: `Shutdown::stop`.
+    pub stop: CancellationToken,
+    /// Parent of every health task's token.
+    pub background: CancellationToken,
+}
+
+pub(super) struct Runtime {
+    pub config: Config,
+    seed: u64,
+    pub pools: HashMap<String, Arc<Pool>>,
+    routes: HashMap<String, Arc<RouteContext>>,
+    listeners: HashMap<ListenKey, Listener>,
+    checkers: HashMap<(String, String), Checker>,
+    global: Option<ConnectionLimit>,
+    shared: Arc<Shared>,
+}
+
+// === impl Runtime ===
+
+impl Runtime {
+    /// Builds pools and routes and binds every listen address; nothing runs yet.
+    pub fn bind(config: Config, seed: u64, shared: Arc<Shared>) -> Result<Self, ServerError> {
+        let mut runtime = Self {
+            config: Config {
+                routes: Vec::new(),
+                pools: Vec::new(),
+                ..config.clone()
+            },
+            seed,
+            pools: HashMap::new(),
+            routes: HashMap::new(),
+            listeners: HashMap::new(),
+            checkers: HashMap::new(),
+            global: None,
+            shared,
+        };
+        runtime.apply(config, false)?;
+        Ok(runtime)
+    }
+
+    /// Starts the accept loops and health tasks of everything bound so far.
+    pub fn start(&mut self) {
+        for listener in self.listeners.values_mut() {
+            if let Some(socket) = listener.socket.take() {
+                Self::spawn_accept(&self.shared, socket, listener);
+            }
+        }
+        self.sync_checkers(true);
+    }
+
+    /// Moves to `new`. On error (a new address cannot be bound) nothing has changed.
+    /// `running`: accept loops and health tasks are started for what is added.
+    pub fn apply(&mut self, new: Config, running: bool) -> Result<ConfigDiff, ServerError> {
+        let changes = diff(&self.config, &new);
+        // 1. Bind every new address first: the only step that can fail, so a failure leaves
+        //    the running config untouched.
+        let mut bound = HashMap::new();
+        for r in &new.routes {
+            for &addr in &r.listen {
+                let key = ListenKey::new(addr, &r.name);
+                if !self.listeners.contains_key(&key) && !bound.contains_key(&key) {
+                    let socket =
+                        route::bind(addr, r.backlog).map_err(|source| ServerError::Bind {
+                            route: r.name.clone(),
+                            addr,
+                            source,
+                        })?;
+                    bound.insert(key, socket);
+                }
+            }
+        }
+        // 2. Pools, adopting member state by name; the global limit kept while unchanged.
+        self.seed = new.seed.unwrap_or(self.seed);
+        let pools: HashMap<String, Arc<Pool>> = new
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let previous = self.pools.get(&p.name).map(Arc::as_ref);
+                let seed = self.seed.wrapping_add(i as u64);
+                (p.name.clone(), Arc::new(Pool::rebuild(p, seed, previous)))
+            })
+            .collect();
+        if self.global.is_none() || new.max_connections != self.config.max_connections {
+            self.global = new.max_connections.map(ConnectionLimit::global);
+        }
+        // 3. Route contexts over the new pools; counters follow the route's name.
+        let routes: HashMap<String, Arc<RouteContext>> = new
+            .routes
+            .iter()
+            .map(|r| {
+                let stats = self.routes.get(&r.name).map(|c| Arc::clone(&c.stats));
+                (
+                    r.name.clone(),
+                    Arc::new(self.route_context(r, &pools[&r.pool], stats)),
+                )
+            })
+            .collect();
+        // 4. Listeners: removed ones stop, kept ones serve their (new) route, added ones start.
+        let mut wanted: HashMap<ListenKey, &str> = HashMap::new();
+        for r in &new.routes {
+            for &addr in &r.listen {
+                wanted.insert(ListenKey::new(addr, &r.name), &r.name);
+            }
+        }
+        self.listeners.retain(|key, listener| {
+            let keep = wanted.contains_key(key);
+            if !keep {
+                listener.stop.cancel();
+            }
+            keep
+        });
+        for (key, route_name) in wanted {
+            let context = Arc::clone(&routes[route_name]);
+            if let Some(listener) = self.listeners.get(&key) {
+                listener.route.store(context);
+                continue;
+            }
+            let socket = bound.remove(&key).expect("bound in step 1");
+            let mut listener = Listener {
+                route: Arc::new(ArcSwap::new(context)),
+                local: socket.local_addr().unwrap_or(key.addr),
+                socket: Some(socket),
+                stop: self.shared.stop.child_token(),
+            };
+            if running {
+                let socket = listener.socket.take().expect("just bound");
+                Self::spawn_accept(&self.shared, socket, &listener);
+            }
+            self.listeners.insert(key, listener);
+        }
+        self.config = new;
+        self.pools = pools;
+        self.routes = routes;
+        self.sync_checkers(running);
+        Ok(changes)
+    }
+
+    fn route_context(
+        &self,
+        r: &RouteConfig,
+        pool: &Arc<Pool>,
+        stats: Option<Arc<RouteStats>>,
+    ) -> RouteContext {
+        RouteContext {
+            name: r.name.as_str().into(),
+            connect: connect::stack(Arc::clone(pool), r, self.global.clone(), self.seed),
+            relay: RelaySettings {
+                idle_timeout: r.idle_timeout,
+                buffer_size: r.relay.buffer_size,
+            },
+            cut: self.shared.cut.clone(),
+            cut_count: Arc::clone(&self.shared.cut_count),
+            early_close_attempts: r.retry.attempts,
+            stats: stats.unwrap_or_default(),
+        }
+    }
+
+    fn spawn_accept(shared: &Shared, socket: TcpListener, listener: &Listener) {
+        info!(route = %listener.route.load().name, addr = %listener.local, "listening");
+        shared.accept_loops.spawn(route::accept_loop(
+            socket,
+            Arc::clone(&listener.route),
+            listener.stop.clone(),
+            shared.connections.clone(),
+        ));
+    }
+
+    /// One health task per member of every pool with health checks: a task whose member
+    /// address and settings are unchanged keeps running (its member's state is shared with the
+    /// rebuilt pool), others are replaced, and those of removed members stop.
+    fn sync_checkers(&mut self, running: bool) {
+        if !running {
+            return;
+        }
+        let mut wanted = HashMap::new();
+        for p in &self.config.pools {
+            let Some(health) = &p.health else { continue };
+            for member in self.pools[&p.name].members() {
+                wanted.insert(
+                    (p.name.clone(), member.name().to_string()),
+                    (member, health),
+                );
+            }
+        }
+        self.checkers.retain(|key, checker| {
+            let keep = wanted
+                .get(key)
+                .is_some_and(|(m, h)| m.addr() == checker.addr && **h == checker.config);
+            if !keep {
+                checker.stop.cancel();
+            }
+            keep
+        });
+        for (key, (member, health)) in wanted {
+            if self.checkers.contains_key(&key) {
+                continue;
+            }
+            // Each member's jitter stream derives from the seed and its names, so a drill with
+            // a fixed seed probes on the same schedule run after run.
+            let seed =
+                self.seed ^ fnv1a(key.0.as_bytes()) ^ fnv1a(key.1.as_bytes()).rotate_left(17);
+            let stop = self.shared.background.child_token();
+            let task = health::spawn_checker(
+                Arc::clone(self.pools[&key.0].name()),
+                Arc::clone(member),
+                Arc::new(health.clone()),
+                seed,
+                stop.clone(),
+            );
+            let checker = Checker {
+                addr: member.addr(),
+                config: health.clone(),
+                stop,
+                task,
+            };
+            self.checkers.insert(key, checker);
+        }
+    }
+
+    /// The bound addresses of `route`.
+    pub fn local_addrs(&self, route: &str) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self
+            .listeners
+            .values()
+            .filter(|l| &*l.route.load().name == route)
+            .map(|l| l.local)
+            .collect();
+        addrs.sort();
+        addrs
+    }
+
+    /// What `/status` shows of the current routes and pools.
+    pub fn admin_view(&self) -> View {
+        let routes = self
+            .routes
+            .iter()
+            .map(|(name, ctx)| {
+                let info = RouteInfo {
+                    listen: self.local_addrs(name),
+                    stats: Arc::clone(&ctx.stats),
+                };
+                (name.clone(), info)
+            })
+            .collect();
+        View::new(&self.config, &self.pools, &routes)
+    }
+
+    /// Waits for every health task to end (after `background` was cancelled).
+    pub async fn join_checkers(&mut self) {
+        for (_, checker) in self.checkers.drain() {
+            let _ = checker.task.await;
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
