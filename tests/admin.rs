@@ -331,6 +331,25 @@ async fn metrics_count_connections_and_bytes_per_route() {
         text.contains("# HELP sluice_connections_total Client connections by route"),
         "{text}"
     );
+    // One connect attempt per connection, all ok, each timed; no connection left active.
+    let member = up.addr.to_string();
+    let labels = [("pool", "metricsroute"), ("member", member.as_str())];
+    assert_eq!(
+        sample(
+            &text,
+            "sluice_connect_attempts_total",
+            &[labels[0], labels[1], ("result", "ok")]
+        ),
+        Some(sizes.len() as f64)
+    );
+    assert_eq!(
+        sample(&text, "sluice_connect_duration_seconds_count", &labels),
+        Some(sizes.len() as f64)
+    );
+    assert_eq!(
+        sample(&text, "sluice_member_active_connections", &labels),
+        Some(0.0)
+    );
     let bucket = sample(
         &text,
         "sluice_health_check_duration_seconds_bucket",

@@ -9,9 +9,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use std::sync::Arc;
+
 use super::{ConnectError, Connected, MemberId, MemberRequest};
+use crate::telemetry::metrics as m;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectTimeoutLayer {
@@ -56,13 +60,37 @@ where
 
     fn call(&mut self, request: MemberRequest) -> Self::Future {
         let member = MemberId::of(request.guard.member());
+        let pool = Arc::clone(request.guard.member().pool());
         let after = self.after;
         let connect = self.inner.call(request);
         Box::pin(async move {
-            match tokio::time::timeout(after, connect).await {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(after, connect).await {
                 Ok(result) => result,
-                Err(_) => Err(ConnectError::Timeout { member, after }),
+                Err(_) => Err(ConnectError::Timeout {
+                    member: member.clone(),
+                    after,
+                }),
+            };
+            // Every attempt is counted here, the one place that sees each member's own outcome,
+            // timeouts included.
+            let outcome = result.as_ref().map_or_else(ConnectError::reason, |_| "ok");
+            metrics::counter!(
+                m::CONNECT_ATTEMPTS_TOTAL,
+                "pool" => Arc::clone(&pool),
+                "member" => Arc::clone(&member.name),
+                "result" => outcome
+            )
+            .increment(1);
+            if result.is_ok() {
+                metrics::histogram!(
+                    m::CONNECT_DURATION_SECONDS,
+                    "pool" => pool,
+                    "member" => Arc::clone(&member.name)
+                )
+                .record(started.elapsed().as_secs_f64());
             }
+            result
         })
     }
 }

@@ -30,6 +30,8 @@ use crate::config::{BreakerConfig, MemberConfig};
 pub struct Member {
     /// Position in the pool's member list; balancers answer with it.
     index: usize,
+    /// The pool's name, for metric labels and logs.
+    pool: Arc<str>,
     name: Arc<str>,
     addr: SocketAddr,
     weight: u32,
@@ -58,6 +60,7 @@ impl Member {
     pub fn new(index: usize, config: &MemberConfig, initially_up: bool, epoch: Instant) -> Self {
         Self {
             index,
+            pool: Arc::from(""),
             name: config.name.as_str().into(),
             addr: config.addr,
             weight: config.weight,
@@ -73,6 +76,17 @@ impl Member {
             circuit: None,
             max_connections: None,
         }
+    }
+
+    /// Names the pool the member belongs to (metric labels, logs).
+    pub fn in_pool(mut self, pool: Arc<str>) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The pool's name (empty for a member built outside a pool).
+    pub fn pool(&self) -> &Arc<str> {
+        &self.pool
     }
 
     /// Gives the member a circuit breaker (none when `config` is `None`). `pool` labels its
@@ -242,6 +256,14 @@ impl Member {
         self.circuit.as_ref().map(|c| c.config().early_close)
     }
 
+    fn active_gauge(&self) -> metrics::Gauge {
+        metrics::gauge!(
+            crate::telemetry::metrics::MEMBER_ACTIVE_CONNECTIONS,
+            "pool" => Arc::clone(&self.pool),
+            "member" => Arc::clone(&self.name)
+        )
+    }
+
     /// Connections currently relayed to this member.
     pub fn active(&self) -> u64 {
         self.state.active.load(Ordering::Relaxed)
@@ -250,6 +272,7 @@ impl Member {
     /// Counts one more active connection until the returned guard drops.
     pub fn track(self: &Arc<Self>) -> ActiveGuard {
         self.state.active.fetch_add(1, Ordering::Relaxed);
+        self.active_gauge().increment(1.0);
         ActiveGuard {
             member: Arc::clone(self),
         }
@@ -271,6 +294,7 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.member.state.active.fetch_sub(1, Ordering::Relaxed);
+        self.member.active_gauge().decrement(1.0);
     }
 }
 

@@ -46,6 +46,7 @@ impl Pool {
     /// drain, active count, breaker when its settings are unchanged); new members start fresh.
     pub fn rebuild(config: &PoolConfig, seed: u64, previous: Option<&Pool>) -> Self {
         let epoch = Instant::now();
+        let name: Arc<str> = config.name.as_str().into();
         let initially_up = config.health.as_ref().is_none_or(|h| h.init_up);
         let members = config
             .members
@@ -53,6 +54,7 @@ impl Pool {
             .enumerate()
             .map(|(i, m)| {
                 let member = Member::new(i, m, initially_up, epoch)
+                    .in_pool(name.clone())
                     .with_breaker(&config.name, config.breaker)
                     .with_max_connections(config.member_max_connections);
                 // By name only: another name resolving to the same address is another member.
@@ -73,7 +75,7 @@ impl Pool {
             })
             .collect();
         Self {
-            name: config.name.as_str().into(),
+            name,
             members,
             balancer: balance::build(config.balance, &keys, seed),
             min_healthy: config.min_healthy,
