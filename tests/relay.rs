@@ -17,9 +17,13 @@ use tokio_util::sync::CancellationToken;
 /// Long enough for a loaded CI machine, short enough to fail a hung test quickly.
 const DEADLINE: Duration = Duration::from_secs(10);
 
+use sluice::relay::RelayMode;
+
 const SETTINGS: RelaySettings = RelaySettings {
     idle_timeout: None,
     buffer_size: 16 * 1024,
+    mode: RelayMode::Auto,
+    pipe_size: None,
 };
 
 /// Tests share it; the socket-leak test takes it alone so other tests' sockets don't count.

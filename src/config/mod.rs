@@ -46,6 +46,10 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Access log file (reopened on SIGUSR1); `None` = stderr with the other logs.
     pub access_log: Option<PathBuf>,
+    /// Runtime worker threads; `None` = one per CPU core.
+    pub workers: Option<usize>,
+    /// One `SO_REUSEPORT` listener per worker for each listen address.
+    pub reuse_port: bool,
     /// Routes in file order (sorted by name, as TOML tables are).
     pub routes: Vec<RouteConfig>,
     /// Pools sorted by name.
@@ -175,14 +179,32 @@ pub enum ProxyProtocol {
 pub struct RelayConfig {
     /// Size of one pooled copy buffer, taken only while data is in flight.
     pub buffer_size: usize,
+    pub mode: RelayMode,
+    /// Capacity asked of each splice pipe (`F_SETPIPE_SZ`); `None` keeps the kernel's default.
+    pub pipe_size: Option<usize>,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
             buffer_size: DEFAULT_BUFFER_SIZE,
+            mode: RelayMode::Auto,
+            pipe_size: None,
         }
     }
+}
+
+/// How the relay moves bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayMode {
+    /// Splice where the platform supports it, user-space copy otherwise.
+    #[default]
+    Auto,
+    /// Zero-copy `splice(2)` through a pipe (Linux); falls back to copy if a splice fails.
+    Splice,
+    /// User-space copy through pooled buffers.
+    Copy,
 }
 
 /// One upstream pool.

@@ -122,7 +122,9 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         || old.max_connections != new.max_connections
         || old.seed != new.seed
         || old.admin != new.admin
-        || old.access_log != new.access_log;
+        || old.access_log != new.access_log
+        || old.workers != new.workers
+        || old.reuse_port != new.reuse_port;
     ConfigDiff {
         routes,
         pools,

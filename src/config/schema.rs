@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::{AllDown, BalanceKind, ProxyProtocol};
+use super::{AllDown, BalanceKind, ProxyProtocol, RelayMode};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub max_connections: Option<i64>,
     /// Path of the access log file; absent = access lines go to stderr with the other logs.
     pub access_log: Option<String>,
+    pub workers: Option<i64>,
+    pub reuse_port: Option<bool>,
     pub admin: Option<AdminFile>,
     #[serde(default)]
     pub routes: BTreeMap<String, RouteFile>,
@@ -49,6 +51,8 @@ pub struct RouteFile {
     pub idle_timeout: Option<HumanDuration>,
     pub backlog: Option<i64>,
     pub buffer_size: Option<i64>,
+    pub relay: Option<RelayMode>,
+    pub pipe_size: Option<i64>,
     pub max_connections: Option<i64>,
     pub rate_limit: Option<RateLimitFile>,
     pub client_rate_limit: Option<RateLimitFile>,

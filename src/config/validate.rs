@@ -100,6 +100,12 @@ impl Validator {
             .filter_map(|(name, pool)| self.pool(name, pool))
             .collect();
         let max_connections = self.limit("max_connections", file.max_connections);
+        let workers = match file.workers {
+            None | Some(0) => None,
+            Some(n) => self
+                .int_in("workers", Some(n), 1, 1, 1024)
+                .map(|n| n as usize),
+        };
         let access_log = file.access_log.and_then(|p| {
             if p.trim().is_empty() {
                 self.error(
@@ -119,6 +125,8 @@ impl Validator {
             admin,
             max_connections,
             access_log,
+            workers,
+            reuse_port: file.reuse_port.unwrap_or(false),
             routes,
             pools,
         }
@@ -281,8 +289,15 @@ impl Validator {
         let retry = self.retry(&key("retry"), route.retry.as_ref());
 
         let errors_here = self.errors.len() != route_errors_before;
-        let (Some(pool), Some(backlog), Some(buffer_size), true, false) =
-            (pool, backlog, buffer_size, ok, errors_here)
+        // 4 KiB (a page) to 1 GiB (the kernel's pipe-max-size ceiling).
+        let pipe_size = match route.pipe_size {
+            None => Some(None),
+            Some(n) => self
+                .int_in(&key("pipe_size"), Some(n), 0, 4096, 1 << 30)
+                .map(|n| Some(n as usize)),
+        };
+        let (Some(pool), Some(backlog), Some(buffer_size), Some(pipe_size), true, false) =
+            (pool, backlog, buffer_size, pipe_size, ok, errors_here)
         else {
             return None;
         };
@@ -295,6 +310,8 @@ impl Validator {
             backlog: backlog as u32,
             relay: RelayConfig {
                 buffer_size: buffer_size as usize,
+                mode: route.relay.unwrap_or_default(),
+                pipe_size,
             },
             max_connections,
             rate_limit,

@@ -12,6 +12,7 @@
 mod buffer;
 mod copy;
 
+pub use crate::config::RelayMode;
 use std::io;
 use std::pin::pin;
 use std::time::Duration;
@@ -36,6 +37,10 @@ pub struct RelaySettings {
     /// Size in bytes of a pooled copy buffer, borrowed only while data is in flight: the most
     /// one read moves. Zero is treated as 1.
     pub buffer_size: usize,
+    /// Splice, copy, or splice where possible.
+    pub mode: RelayMode,
+    /// Capacity asked of each splice pipe; `None` keeps the kernel's default.
+    pub pipe_size: Option<usize>,
 }
 
 /// Which end of a relayed connection.

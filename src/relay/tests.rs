@@ -10,6 +10,8 @@ use tokio::time::Duration;
 const SETTINGS: RelaySettings = RelaySettings {
     idle_timeout: None,
     buffer_size: 16 * 1024,
+    mode: RelayMode::Auto,
+    pipe_size: None,
 };
 
 /// Two connected loopback sockets.

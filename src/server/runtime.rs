@@ -219,6 +219,8 @@ impl Runtime {
             relay: RelaySettings {
                 idle_timeout: r.idle_timeout,
                 buffer_size: r.relay.buffer_size,
+                mode: r.relay.mode,
+                pipe_size: r.relay.pipe_size,
             },
             cut: self.shared.cut.clone(),
             cut_count: Arc::clone(&self.shared.cut_count),
