@@ -225,3 +225,21 @@ async fn all_members_down_rejects_fast() {
     assert!(matches!(reply.as_deref(), Ok([]) | Err(_)), "got {reply:?}");
     sluice.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_port_listeners_share_one_address_and_serve_every_connection() {
+    let a = Upstream::start(Behavior::Identify(b'a')).await;
+    let text = format!(
+        "reuse_port = true\nworkers = 3\n{}",
+        config("", &format!(r#"members = [{{ addr = "{}" }}]"#, a.addr))
+    );
+    let sluice = Sluice::start(&text).await;
+    for i in 0..60 {
+        assert_eq!(
+            read_all(sluice.addr("web")).await.unwrap(),
+            b"a",
+            "connection {i}"
+        );
+    }
+    assert_eq!(sluice.stop().await.cut, 0);
+}

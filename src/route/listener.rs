@@ -20,8 +20,33 @@ use super::connection::{self, RouteContext};
 
 /// Binds one listen address with the given backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    bind_with(addr, backlog, false)
+}
+
+/// Binds `count` sockets on one address with `SO_REUSEPORT`, so the kernel spreads new
+/// connections over them (nginx's `reuseport`): each gets its own accept loop and no single
+/// accept queue is shared by every worker. With port 0 the first socket picks the port and the
+/// others join it.
+pub fn bind_reuse_port(
+    addr: SocketAddr,
+    backlog: u32,
+    count: usize,
+) -> io::Result<Vec<TcpListener>> {
+    let first = bind_with(addr, backlog, true)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count.max(1) {
+        sockets.push(bind_with(addr, backlog, true)?);
+    }
+    Ok(sockets)
+}
+
+fn bind_with(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -5,5 +5,5 @@ mod listener;
 mod outcome;
 
 pub use connection::{RouteContext, RouteStats};
-pub use listener::{accept_loop, bind};
+pub use listener::{accept_loop, bind, bind_reuse_port};
 pub use outcome::Outcome;

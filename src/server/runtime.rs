@@ -47,8 +47,9 @@ impl ListenKey {
 struct Listener {
     /// The route served, swapped by a reload that keeps the address.
     route: Arc<ArcSwap<RouteContext>>,
-    /// Bound but not yet accepting (before `start`).
-    socket: Option<TcpListener>,
+    /// Bound but not yet accepting (before `start`): one socket, or one per worker with
+    /// `reuse_port`.
+    sockets: Vec<TcpListener>,
     local: SocketAddr,
     stop: CancellationToken,
 }
@@ -112,7 +113,7 @@ impl Runtime {
     /// Starts the accept loops and health tasks of everything bound so far.
     pub fn start(&mut self) {
         for listener in self.listeners.values_mut() {
-            if let Some(socket) = listener.socket.take() {
+            for socket in std::mem::take(&mut listener.sockets) {
                 Self::spawn_accept(&self.shared, socket, listener);
             }
         }
@@ -130,13 +131,14 @@ impl Runtime {
             for &addr in &r.listen {
                 let key = ListenKey::new(addr, &r.name);
                 if !self.listeners.contains_key(&key) && !bound.contains_key(&key) {
-                    let socket =
-                        route::bind(addr, r.backlog).map_err(|source| ServerError::Bind {
+                    let sockets = bind_sockets(&new, addr, r.backlog).map_err(|source| {
+                        ServerError::Bind {
                             route: r.name.clone(),
                             addr,
                             source,
-                        })?;
-                    bound.insert(key, socket);
+                        }
+                    })?;
+                    bound.insert(key, sockets);
                 }
             }
         }
@@ -187,16 +189,17 @@ impl Runtime {
                 listener.route.store(context);
                 continue;
             }
-            let socket = bound.remove(&key).expect("bound in step 1");
+            let sockets = bound.remove(&key).expect("bound in step 1");
             let mut listener = Listener {
                 route: Arc::new(ArcSwap::new(context)),
-                local: socket.local_addr().unwrap_or(key.addr),
-                socket: Some(socket),
+                local: sockets[0].local_addr().unwrap_or(key.addr),
+                sockets,
                 stop: self.shared.stop.child_token(),
             };
             if running {
-                let socket = listener.socket.take().expect("just bound");
-                Self::spawn_accept(&self.shared, socket, &listener);
+                for socket in std::mem::take(&mut listener.sockets) {
+                    Self::spawn_accept(&self.shared, socket, &listener);
+                }
             }
             self.listeners.insert(key, listener);
         }
@@ -324,6 +327,23 @@ impl Runtime {
         for (_, checker) in self.checkers.drain() {
             let _ = checker.task.await;
         }
+    }
+}
+
+/// One socket, or with `reuse_port` one per worker thread (the runtime's size).
+fn bind_sockets(
+    config: &Config,
+    addr: SocketAddr,
+    backlog: u32,
+) -> std::io::Result<Vec<TcpListener>> {
+    if config.reuse_port {
+        let workers = config
+            .workers
+            .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+            .unwrap_or(1);
+        route::bind_reuse_port(addr, backlog, workers)
+    } else {
+        route::bind(addr, backlog).map(|s| vec![s])
     }
 }
 
