@@ -3,6 +3,7 @@
 //! Exit codes: 0 after a clean run or a valid `check`; 64 (`EX_USAGE`) for a bad config or bad
 //! arguments; 1 for a runtime failure such as a port already in use.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -171,9 +172,7 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         tokio::spawn(reload_on_sighup(server.reloader()));
         let shutdown = Shutdown::new();
         tokio::spawn(watch_signals(shutdown.clone()));
-        if let Some(file) = access_log {
-            tokio::spawn(reopen_on_sigusr1(file));
-        }
+        tokio::spawn(reopen_on_sigusr1(access_log));
         let summary = server.run(shutdown).await;
         if summary.cut > 0 {
             warn!(cut = summary.cut, "connections cut at shutdown");
@@ -228,13 +227,18 @@ async fn reload_on_sighup(reloader: Reloader) {
 }
 
 /// SIGUSR1 reopens the access log at its path, after logrotate has moved the old file.
-async fn reopen_on_sigusr1(file: ReopenableFile) {
+/// Without an access log file the signal is still caught: its default action would kill sluice.
+async fn reopen_on_sigusr1(file: Option<ReopenableFile>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
         error!("cannot install the SIGUSR1 handler; the access log will not be reopened");
         return;
     };
     while usr1.recv().await.is_some() {
+        let Some(file) = &file else {
+            info!("SIGUSR1: no access_log file is configured; nothing to reopen");
+            continue;
+        };
         match file.reopen() {
             Ok(()) => info!(path = %file.path().display(), "access log reopened"),
             Err(e) => error!(
@@ -258,7 +262,11 @@ fn init_logging(format: LogFormat, access_log: Option<ReopenableFile>) {
         filter = filter.add_directive(off.parse().expect("a valid directive"));
     }
     let stderr = match format {
-        LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
+        // Colours only for a person at a terminal; a pipe or a log collector gets plain text.
+        LogFormat::Text => fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => json_layer().with_writer(std::io::stderr).boxed(),
     };
     let file = access_log.map(|file| {

@@ -122,10 +122,27 @@ async fn fetch(addr: SocketAddr) -> Vec<u8> {
 async fn run_logs_json_serves_and_exits_zero_on_sigterm() {
     let upstream = Upstream::start(Behavior::Identify(b'u')).await;
     let dir = temp_dir("cli");
-    let sluice = Running::start(&write_config(&dir, upstream.addr, "")).await;
+    let mut sluice = Running::start(&write_config(&dir, upstream.addr, "")).await;
     assert_eq!(fetch(sluice.addr).await, b"u");
 
-    let lines = sluice.stop().await;
+    // SIGUSR1 without an access log file is answered with a log line, not death.
+    sluice.signal("-USR1");
+    let mut lines = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(line) = sluice.lines.recv().await {
+            let handled = line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("SIGUSR1: no access_log"));
+            lines.push(line);
+            if handled {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("SIGUSR1 is handled without an access log");
+
+    lines.extend(sluice.stop().await);
     // The connection got one JSON access line with its byte counts, outcome and termination.
     let access: Vec<_> = lines.iter().filter(|l| l["message"] == "access").collect();
     assert_eq!(access.len(), 1, "one access line per connection");
@@ -138,6 +155,10 @@ async fn run_logs_json_serves_and_exits_zero_on_sigterm() {
     assert_eq!(a["first_close"], "upstream");
     assert_eq!(a["bytes_down"], 1);
     assert_eq!(a["bytes_up"], 0);
+    assert!(
+        a["conn_id"].as_u64().is_some(),
+        "access lines carry the connection id: {a}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

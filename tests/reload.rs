@@ -247,3 +247,102 @@ async fn broken_reload_keeps_the_old_config_and_reports_why() {
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn route_limits_keep_counting_live_connections_across_a_reload() {
+    let a = Upstream::start(Behavior::Echo).await;
+    let dir = temp_dir("limitreload");
+    let file = dir.join("sluice.toml");
+    let text = config_text(&[a.addr], "round_robin", false)
+        .replace("pool = \"web\"\n", "pool = \"web\"\nmax_connections = 1\n");
+    write(&file, &text);
+    let server = Server::bind(config::from_file(&file).unwrap())
+        .await
+        .unwrap();
+    let web = server.local_addrs("web")[0];
+    let reloader = server.reloader();
+    let shutdown = Shutdown::new();
+    let run = tokio::spawn(server.run(shutdown.clone()));
+
+    let echoes = |mut s: TcpStream| async move {
+        s.write_all(b"x").await.is_ok() && {
+            let mut b = [0u8; 1];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await,
+                Ok(Ok(1))
+            )
+        }
+    };
+    let mut held = TcpStream::connect(web).await.unwrap();
+    held.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    held.read_exact(&mut b).await.unwrap();
+    assert!(
+        !echoes(TcpStream::connect(web).await.unwrap()).await,
+        "the limit is full"
+    );
+
+    // A reload that changes something else keeps the route's limit and its count.
+    write(&file, &text.replace("round_robin", "least_conn"));
+    reloader.reload().await.unwrap();
+    assert!(
+        !echoes(TcpStream::connect(web).await.unwrap()).await,
+        "still full after reload"
+    );
+
+    drop(held);
+    let start = tokio::time::Instant::now();
+    while !echoes(TcpStream::connect(web).await.unwrap()).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the slot never freed"
+        );
+    }
+    shutdown.stop();
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn shutdown_delay_turns_healthz_503_before_listeners_close() {
+    let a = Upstream::start(Behavior::Identify(b'a')).await;
+    let text = format!(
+        "shutdown_delay = \"400ms\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        config_text(&[a.addr], "round_robin", false)
+    );
+    let server = Server::bind(config::from_str(&text, None).unwrap())
+        .await
+        .unwrap();
+    let web = server.local_addrs("web")[0];
+    let admin = server.admin_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let run = tokio::spawn(server.run(shutdown.clone()));
+    assert_eq!(harness::request(admin, "GET", "/healthz").await.0, 200);
+
+    let stopped = tokio::time::Instant::now();
+    shutdown.stop();
+    assert_eq!(harness::request(admin, "GET", "/healthz").await.0, 503);
+    // Within the delay, a load balancer that has not polled yet still gets served.
+    assert_eq!(common::read_all(web).await.unwrap(), b"a");
+    assert!(
+        stopped.elapsed() < Duration::from_millis(400),
+        "the check itself took too long"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "listeners to close after the delay",
+        || std::net::TcpStream::connect(web).is_err(),
+    )
+    .await;
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(400),
+        "closed before the delay"
+    );
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap()
+        .unwrap();
+}

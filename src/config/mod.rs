@@ -39,6 +39,9 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// How long live connections may run after shutdown begins before they are cut.
     pub shutdown_grace: Duration,
+    /// After a stop signal, how long `/healthz` answers 503 while listeners still accept, so
+    /// load balancers polling it stop sending before connects are refused. Zero by default.
+    pub shutdown_delay: Duration,
     /// Seed for every random decision (balancer picks, probe jitter); `None` seeds from the OS.
     pub seed: Option<u64>,
     pub admin: Option<AdminConfig>,

@@ -49,6 +49,9 @@ pub struct ConfigDiff {
     pub members: BTreeMap<String, Changes<String>>,
     /// Top-level settings (shutdown_grace, max_connections, seed, admin, access_log) differ.
     pub globals_changed: bool,
+    /// Changed settings a running process cannot apply (set up once at startup): `admin`,
+    /// `access_log`, `workers`.
+    pub restart_needed: Vec<&'static str>,
 }
 
 impl ConfigDiff {
@@ -79,7 +82,11 @@ impl ConfigDiff {
             self.pools.changed.len(),
             self.listeners.added.len(),
             self.listeners.removed.len(),
-        )
+        ) + &if self.restart_needed.is_empty() {
+            String::new()
+        } else {
+            format!("; restart needed for: {}", self.restart_needed.join(", "))
+        }
     }
 }
 
@@ -119,18 +126,30 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         );
     }
     let globals_changed = old.shutdown_grace != new.shutdown_grace
+        || old.shutdown_delay != new.shutdown_delay
         || old.max_connections != new.max_connections
         || old.seed != new.seed
         || old.admin != new.admin
         || old.access_log != new.access_log
         || old.workers != new.workers
         || old.reuse_port != new.reuse_port;
+    let mut restart_needed = Vec::new();
+    if old.admin != new.admin {
+        restart_needed.push("admin");
+    }
+    if old.access_log != new.access_log {
+        restart_needed.push("access_log");
+    }
+    if old.workers != new.workers {
+        restart_needed.push("workers");
+    }
     ConfigDiff {
         routes,
         pools,
         listeners,
         members,
         globals_changed,
+        restart_needed,
     }
 }
 
@@ -262,5 +281,14 @@ mod tests {
         let old = from_str(BASE, None).unwrap();
         let new = from_str(&format!("shutdown_grace = \"5s\"\n{BASE}"), None).unwrap();
         assert!(diff(&old, &new).globals_changed);
+        assert!(diff(&old, &new).restart_needed.is_empty());
+        let new = from_str(&format!("access_log = \"/tmp/a.log\"\n{BASE}"), None).unwrap();
+        let d = diff(&old, &new);
+        assert_eq!(d.restart_needed, ["access_log"]);
+        assert!(
+            d.summary().ends_with("; restart needed for: access_log"),
+            "{}",
+            d.summary()
+        );
     }
 }

@@ -20,6 +20,7 @@ use super::{AllDown, BalanceKind, ProxyProtocol, RelayMode};
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub shutdown_grace: Option<HumanDuration>,
+    pub shutdown_delay: Option<HumanDuration>,
     pub seed: Option<u64>,
     pub max_connections: Option<i64>,
     /// Path of the access log file; absent = access lines go to stderr with the other logs.

@@ -121,6 +121,7 @@ impl Validator {
         Config {
             source: source.map(Path::to_path_buf),
             shutdown_grace: file.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
+            shutdown_delay: file.shutdown_delay.map_or(Duration::ZERO, |d| d.0),
             seed: file.seed,
             admin,
             max_connections,

@@ -114,18 +114,67 @@ impl Connected {
 pub type ConnectStack =
     Admission<RateLimit<Retry<Select<CircuitBreaker<ConnectTimeout<TcpConnect>>>>>>;
 
+/// A route's limit layers. Their counters and token buckets live behind `Arc`s, so a reload
+/// that keeps the route's limit settings hands the same `RouteLimits` to the new stack: live
+/// connections keep counting and buckets keep their level.
+#[derive(Clone, Debug)]
+pub struct RouteLimits {
+    admission: AdmissionLayer,
+    rate: RateLimitLayer,
+    /// The settings they were built from, to tell whether a reload may keep them.
+    settings: LimitSettings,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct LimitSettings {
+    max_connections: Option<usize>,
+    rate_limit: Option<crate::config::RateLimitConfig>,
+    client_rate_limit: Option<crate::config::RateLimitConfig>,
+    on_limit: crate::config::OnLimit,
+    /// The global limit is shared by every route: a new one means new layers.
+    global: Option<usize>,
+}
+
+impl RouteLimits {
+    /// The limits of `route` under the process-wide `global` limit.
+    pub fn new(route: &RouteConfig, global: Option<ConnectionLimit>) -> Self {
+        Self {
+            settings: LimitSettings::of(route, global.as_ref()),
+            admission: AdmissionLayer::for_route(route, global),
+            rate: RateLimitLayer::for_route(route),
+        }
+    }
+
+    /// Whether these limits can serve `route` (after a reload) as they are.
+    pub fn fits(&self, route: &RouteConfig, global: Option<&ConnectionLimit>) -> bool {
+        self.settings == LimitSettings::of(route, global)
+    }
+}
+
+impl LimitSettings {
+    fn of(route: &RouteConfig, global: Option<&ConnectionLimit>) -> Self {
+        Self {
+            max_connections: route.max_connections,
+            rate_limit: route.rate_limit,
+            client_rate_limit: route.client_rate_limit,
+            on_limit: route.on_limit,
+            global: global.map(ConnectionLimit::max),
+        }
+    }
+}
+
 /// Builds the connect stack of a route over its pool, in the order the module doc gives.
 /// `global` is the process-wide connection limit, shared by every route; `seed` drives the
 /// backoff jitter.
 pub fn stack(
     pool: Arc<Pool>,
     route: &RouteConfig,
-    global: Option<ConnectionLimit>,
+    limits: &RouteLimits,
     seed: u64,
 ) -> ConnectStack {
     ServiceBuilder::new()
-        .layer(AdmissionLayer::for_route(route, global))
-        .layer(RateLimitLayer::for_route(route))
+        .layer(limits.admission.clone())
+        .layer(limits.rate.clone())
         .layer(RetryLayer::new(
             route.name.as_str().into(),
             route.retry,

@@ -68,15 +68,16 @@ pub(super) async fn serve(route: Arc<RouteContext>, client: TcpStream, peer: Soc
     active.increment(1.0);
     route.stats.active.fetch_add(1, Ordering::Relaxed);
     route.stats.total.fetch_add(1, Ordering::Relaxed);
-    handle(&route, client, peer).instrument(span).await;
+    handle(&route, client, peer, conn_id).instrument(span).await;
     route.stats.active.fetch_sub(1, Ordering::Relaxed);
     active.decrement(1.0);
 }
 
-async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr) {
+async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr, conn_id: u64) {
     let start = SystemTime::now();
     let started = Instant::now();
     let mut record = AccessRecord {
+        conn_id,
         start,
         client: peer,
         route: &route.name,
@@ -234,6 +235,7 @@ async fn connect(
             attempt = upstreams,
             "upstream closed before sending a byte; redialling another member"
         );
+        metrics::counter!(m::RETRIES_TOTAL, "route" => Arc::clone(&route.name)).increment(1);
     }
 }
 

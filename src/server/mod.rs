@@ -38,14 +38,16 @@ use crate::upstream::Pool;
 /// Startup failures.
 #[derive(Debug, Error)]
 pub enum ServerError {
-    #[error("route {route}: cannot listen on {addr}: {source}")]
+    // The io error is part of the message, not a `source`: printed as an error chain it would
+    // otherwise appear twice.
+    #[error("route {route}: cannot listen on {addr}: {error}")]
     Bind {
         route: String,
         addr: SocketAddr,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("admin: cannot listen on {addr}: {source}")]
-    AdminBind { addr: SocketAddr, source: io::Error },
+    #[error("admin: cannot listen on {addr}: {error}")]
+    AdminBind { addr: SocketAddr, error: io::Error },
 }
 
 /// The two signals that end a run: stop accepting (graceful), and cut live connections now.
@@ -103,9 +105,19 @@ impl Server {
                 // Before anything can emit: the facade drops what arrives before a recorder,
                 // and pools set their breakers' gauges as they are built.
                 crate::telemetry::metrics::install();
-                let listener = admin::bind(a.listen).map_err(|source| ServerError::AdminBind {
+                // Reload series exist from the start, so rate() sees the first failure, and
+                // the initial load counts as the last successful one.
+                use crate::telemetry::metrics as m;
+                metrics::counter!(m::CONFIG_RELOADS_TOTAL, "result" => "ok").increment(0);
+                metrics::counter!(m::CONFIG_RELOADS_TOTAL, "result" => "error").increment(0);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)
+                    .set(now.as_secs_f64());
+                let listener = admin::bind(a.listen).map_err(|error| ServerError::AdminBind {
                     addr: a.listen,
-                    source,
+                    error,
                 })?;
                 Some(listener)
             }
@@ -190,6 +202,16 @@ impl Server {
         });
 
         shutdown.stop.cancelled().await;
+        // `/healthz` already answers 503 (it reads `shutdown`); with a delay, listeners keep
+        // accepting meanwhile so a load balancer polling it can move traffic first.
+        let delay = self.reloader.runtime().lock().await.config.shutdown_delay;
+        if !delay.is_zero() {
+            info!(delay = ?delay, "draining: /healthz answers 503; still accepting for the shutdown delay");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cut_now.cancelled() => {}
+            }
+        }
         shared.stop.cancel();
         // Every listener closes before the grace period starts, so no client is accepted into a
         // draining process.

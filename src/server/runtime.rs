@@ -17,13 +17,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::ServerError;
 use crate::admin::{RouteInfo, View};
 use crate::config::reload::{ConfigDiff, diff};
 use crate::config::{Config, HealthConfig, RouteConfig};
-use crate::connect::{self, ConnectionLimit};
+use crate::connect::{self, ConnectionLimit, RouteLimits};
 use crate::health;
 use crate::relay::RelaySettings;
 use crate::route::{self, RouteContext, RouteStats};
@@ -84,6 +84,8 @@ pub(super) struct Runtime {
     listeners: HashMap<ListenKey, Listener>,
     checkers: HashMap<(String, String), Checker>,
     global: Option<ConnectionLimit>,
+    /// Each route's limit layers, kept across reloads that keep their settings.
+    limits: HashMap<String, RouteLimits>,
     shared: Arc<Shared>,
 }
 
@@ -104,6 +106,7 @@ impl Runtime {
             listeners: HashMap::new(),
             checkers: HashMap::new(),
             global: None,
+            limits: HashMap::new(),
             shared,
         };
         runtime.apply(config, false)?;
@@ -131,13 +134,12 @@ impl Runtime {
             for &addr in &r.listen {
                 let key = ListenKey::new(addr, &r.name);
                 if !self.listeners.contains_key(&key) && !bound.contains_key(&key) {
-                    let sockets = bind_sockets(&new, addr, r.backlog).map_err(|source| {
-                        ServerError::Bind {
+                    let sockets =
+                        bind_sockets(&new, addr, r.backlog).map_err(|error| ServerError::Bind {
                             route: r.name.clone(),
                             addr,
-                            source,
-                        }
-                    })?;
+                            error,
+                        })?;
                     bound.insert(key, sockets);
                 }
             }
@@ -157,7 +159,18 @@ impl Runtime {
         if self.global.is_none() || new.max_connections != self.config.max_connections {
             self.global = new.max_connections.map(ConnectionLimit::global);
         }
-        // 3. Route contexts over the new pools; counters follow the route's name.
+        // 3. Route contexts over the new pools; counters and limits follow the route's name
+        //    (limits only while their settings are unchanged).
+        let mut limits = HashMap::new();
+        for r in &new.routes {
+            let kept = self
+                .limits
+                .remove(&r.name)
+                .filter(|l| l.fits(r, self.global.as_ref()));
+            let fresh = || RouteLimits::new(r, self.global.clone());
+            limits.insert(r.name.clone(), kept.unwrap_or_else(fresh));
+        }
+        self.limits = limits;
         let routes: HashMap<String, Arc<RouteContext>> = new
             .routes
             .iter()
@@ -203,6 +216,24 @@ impl Runtime {
             }
             self.listeners.insert(key, listener);
         }
+        // Settings set up once at startup keep their running values, so the next diff still
+        // says they differ from the file.
+        let new = if running {
+            if !changes.restart_needed.is_empty() {
+                warn!(
+                    settings = %changes.restart_needed.join(", "),
+                    "changed settings that only take effect at restart; the running values stay"
+                );
+            }
+            Config {
+                admin: self.config.admin.clone(),
+                access_log: self.config.access_log.clone(),
+                workers: self.config.workers,
+                ..new
+            }
+        } else {
+            new
+        };
         self.config = new;
         self.pools = pools;
         self.routes = routes;
@@ -218,7 +249,7 @@ impl Runtime {
     ) -> RouteContext {
         RouteContext {
             name: r.name.as_str().into(),
-            connect: connect::stack(Arc::clone(pool), r, self.global.clone(), self.seed),
+            connect: connect::stack(Arc::clone(pool), r, &self.limits[&r.name], self.seed),
             relay: RelaySettings {
                 idle_timeout: r.idle_timeout,
                 buffer_size: r.relay.buffer_size,

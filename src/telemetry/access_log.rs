@@ -21,6 +21,8 @@ pub const TARGET: &str = "sluice::access";
 /// Everything one access-log line says about a finished connection.
 #[derive(Debug)]
 pub struct AccessRecord<'a> {
+    /// The connection's id, as in its span (so a file-only access log still joins the logs).
+    pub conn_id: u64,
     /// Wall-clock time the connection was accepted.
     pub start: SystemTime,
     pub client: SocketAddr,
@@ -47,6 +49,7 @@ pub struct AccessRecord<'a> {
 pub fn emit(r: &AccessRecord<'_>) {
     tracing::info!(
         target: TARGET,
+        conn_id = r.conn_id,
         start = %humantime::format_rfc3339_millis(r.start),
         client = %r.client,
         route = r.route,

@@ -1,7 +1,7 @@
 //! Every metric name sluice emits, in one place (`sluice_` prefix, unit suffixes), with its
 //! help text, and the process-wide Prometheus recorder that the admin listener renders.
 //!
-//! Labels: `route`, `pool`, `member`, `outcome`/`reason`/`to`/`direction`.
+//! Labels: `route`, `pool`, `member`, and per metric `outcome`, `result`, `to`, `direction`.
 //!
 //! Emitting a metric is the business of the module that observes the event; this module only
 //! names, describes and exports. Without [`install`] (no `[admin]` section) the `metrics` macros
@@ -37,7 +37,9 @@ pub const BREAKER_STATE: &str = "sluice_breaker_state";
 pub const BREAKER_TRANSITIONS_TOTAL: &str = "sluice_breaker_transitions_total";
 /// Counter: redials to another member after a failed connect, by route.
 pub const RETRIES_TOTAL: &str = "sluice_retries_total";
-/// Counter: config reloads by `outcome` (ok/error).
+/// Gauge: 1 while an operator has drained the member (admin API).
+pub const MEMBER_DRAINED: &str = "sluice_member_drained";
+/// Counter: config reloads by `result` (ok/error).
 pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 /// Gauge: Unix time of the last reload that was applied.
 pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
@@ -149,7 +151,7 @@ fn describe() {
     describe_counter!(
         CONFIG_RELOADS_TOTAL,
         Unit::Count,
-        "Config reloads, by outcome (ok, error)."
+        "Config reloads, by result (ok, error)."
     );
     describe_gauge!(
         CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,

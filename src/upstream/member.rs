@@ -104,6 +104,7 @@ impl Member {
         self.state = Arc::clone(&previous.state);
         if let (Some(new), Some(old)) = (&self.circuit, &previous.circuit) {
             if new.config() == old.config() {
+                old.republish(Instant::now());
                 self.circuit = Some(Arc::clone(old));
             }
         }
@@ -177,7 +178,16 @@ impl Member {
 
     /// Sets the drain flag; returns true when this call changed it.
     pub fn set_drained(&self, drained: bool) -> bool {
-        self.state.drained.swap(drained, Ordering::AcqRel) != drained
+        let changed = self.state.drained.swap(drained, Ordering::AcqRel) != drained;
+        if changed {
+            metrics::gauge!(
+                crate::telemetry::metrics::MEMBER_DRAINED,
+                "pool" => Arc::clone(&self.pool),
+                "member" => Arc::clone(&self.name)
+            )
+            .set(if drained { 1.0 } else { 0.0 });
+        }
+        changed
     }
 
     /// May take a new connection at `now`: up, not drained, admitted by its breaker and under

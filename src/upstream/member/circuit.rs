@@ -60,6 +60,12 @@ impl Circuit {
         circuit
     }
 
+    /// Sets the state gauge again: a reload builds a fresh circuit (which exports "closed")
+    /// before deciding to keep this one, so the kept one restates where it really is.
+    pub(super) fn republish(&self, now: Instant) {
+        self.gauge(self.state(now).phase());
+    }
+
     pub(super) fn config(&self) -> &BreakerConfig {
         &self.config
     }
