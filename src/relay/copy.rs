@@ -19,7 +19,7 @@ use tokio::time::{Duration, Instant};
 use super::Side;
 use super::buffer::{BufferPool, PooledBuf};
 #[cfg(target_os = "linux")]
-use super::splice::{Splice, Spliced};
+use super::splice::Splice;
 
 /// What both directions of one relay share.
 pub(super) struct Env<'a> {
@@ -41,6 +41,14 @@ pub(super) struct Activity {
     last_nanos: AtomicU64,
 }
 
+/// How far splice took a direction, short of an error.
+pub(super) enum Spliced {
+    /// To the source's end of stream.
+    Eof,
+    /// Not at all (`RelayMode::Copy`, no splice here) or part of the way: copy the rest.
+    CopyTheRest,
+}
+
 /// A failed read, write or shutdown, and whose socket it was on.
 pub(super) struct Fault {
     pub(super) side: Side,
@@ -52,8 +60,9 @@ pub(super) struct Flow<'a> {
     pub(super) from: Side,
     pub(super) src: ReadHalf<'a>,
     pub(super) dst: WriteHalf<'a>,
-    /// Bytes read from `src` before the relay began; written before anything else.
-    held: Vec<u8>,
+    /// Bytes read from `src` before the relay began; written before anything else. Also
+    /// where a splice that gives up leaves the bytes still in its pipe.
+    pub(super) held: Vec<u8>,
     /// Bytes written to the sink, exact even when the flow is dropped mid-write.
     pub(super) bytes: u64,
 }
@@ -100,13 +109,10 @@ impl<'a> Flow<'a> {
     /// Moves bytes until the source reaches end of stream, then shuts down the sink's write half
     /// so the peer sees the FIN while the other direction may go on.
     pub(super) async fn run(&mut self, env: &Env<'_>) -> Result<(), Fault> {
-        let held = std::mem::take(&mut self.held);
-        let mut rest = &held[..];
-        poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
-        // Release it now: the connection may stay open, and idle, for hours.
-        drop(held);
-
-        if !self.try_splice(env).await? {
+        self.write_held(env).await?;
+        if let Spliced::CopyTheRest = self.splice(env).await? {
+            // A splice that gave up may have left bytes from its pipe in `held`.
+            self.write_held(env).await?;
             self.copy(env).await?;
         }
         tracing::trace!(from = ?self.from, "end of stream, shutting down the peer's write half");
@@ -114,19 +120,17 @@ impl<'a> Flow<'a> {
         self.dst.shutdown().await.map_err(|e| self.fault(to, e))
     }
 
-    /// Splices if this relay may; `true` when the source reached end of stream that way,
-    /// `false` when the rest (possibly everything) is left to the copy.
-    #[cfg(target_os = "linux")]
-    async fn try_splice(&mut self, env: &Env<'_>) -> Result<bool, Fault> {
-        match &env.splice {
-            Some(splice) => Ok(matches!(self.splice(splice, env).await?, Spliced::Eof)),
-            None => Ok(false),
-        }
+    /// Writes out and releases `held`: the connection may stay open, and idle, for hours.
+    async fn write_held(&mut self, env: &Env<'_>) -> Result<(), Fault> {
+        let held = std::mem::take(&mut self.held);
+        let mut rest = &held[..];
+        poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await
     }
 
+    /// Off Linux there is no splice.
     #[cfg(not(target_os = "linux"))]
-    async fn try_splice(&mut self, _env: &Env<'_>) -> Result<bool, Fault> {
-        Ok(false)
+    async fn splice(&mut self, _env: &Env<'_>) -> Result<Spliced, Fault> {
+        Ok(Spliced::CopyTheRest)
     }
 
     /// Copies through a pooled buffer until the source reaches end of stream.

@@ -159,75 +159,81 @@ pub fn relay(
 }
 
 /// [`relay`] with its resources chosen, so unit tests can hand in their own pools.
-async fn run(
+///
+/// A plain `fn` around an `async move` block rather than an `async fn`: the block uses its
+/// captures in place, where an `async fn` would keep a second copy of every argument (sockets,
+/// `env`) in the future.
+fn run<'a>(
     mut client: TcpStream,
     mut upstream: TcpStream,
     held: Vec<u8>,
     idle_timeout: Option<Duration>,
-    env: Env<'_>,
-    cut: &CancellationToken,
-) -> RelayReport {
-    // Borrowed halves: the sockets stay owned by this frame, so every return path closes them.
-    let (client_rd, client_wr) = client.split();
-    let (upstream_rd, upstream_wr) = upstream.split();
-    let mut up = Flow::new(Side::Client, client_rd, upstream_wr, held);
-    let mut down = Flow::new(Side::Upstream, upstream_rd, client_wr, Vec::new());
+    env: Env<'a>,
+    cut: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + Send + 'a {
+    async move {
+        // Borrowed halves: the sockets stay owned by this frame, so every return path closes them.
+        let (client_rd, client_wr) = client.split();
+        let (upstream_rd, upstream_wr) = upstream.split();
+        let mut up = Flow::new(Side::Client, client_rd, upstream_wr, held);
+        let mut down = Flow::new(Side::Upstream, upstream_rd, client_wr, Vec::new());
 
-    let mut first_close = None;
-    let end = {
-        let mut up_done = false;
-        let mut down_done = false;
-        let mut up_copy = pin!(up.run(&env));
-        let mut down_copy = pin!(down.run(&env));
-        let mut cancelled = pin!(cut.cancelled());
-        // One timer for the whole connection. Traffic only stamps `env.activity`; when the
-        // timer fires early it is re-armed for what is left, so a busy connection costs one
-        // timer event per idle period instead of a timer reset per read.
-        let mut idle = pin!(tokio::time::sleep_until(
-            env.activity.start() + idle_timeout.unwrap_or(Duration::ZERO)
-        ));
+        let mut first_close = None;
+        let end = {
+            let mut up_done = false;
+            let mut down_done = false;
+            let mut up_copy = pin!(up.run(&env));
+            let mut down_copy = pin!(down.run(&env));
+            let mut cancelled = pin!(cut.cancelled());
+            // One timer for the whole connection. Traffic only stamps `env.activity`; when the
+            // timer fires early it is re-armed for what is left, so a busy connection costs one
+            // timer event per idle period instead of a timer reset per read.
+            let mut idle = pin!(tokio::time::sleep_until(
+                env.activity.start() + idle_timeout.unwrap_or(Duration::ZERO)
+            ));
 
-        loop {
-            // Biased: checking the cut first costs nothing and makes it win over more traffic.
-            let done = tokio::select! {
-                biased;
-                () = &mut cancelled => break RelayEnd::Cut,
-                r = &mut up_copy, if !up_done => {
-                    up_done = true;
-                    r.map(|()| Side::Client)
-                }
-                r = &mut down_copy, if !down_done => {
-                    down_done = true;
-                    r.map(|()| Side::Upstream)
-                }
-                () = &mut idle, if idle_timeout.is_some() => {
-                    let deadline = env.activity.last() + idle_timeout.unwrap_or_default();
-                    if deadline <= Instant::now() {
-                        break RelayEnd::IdleTimeout;
+            loop {
+                // Biased: checking the cut first costs nothing and makes it win over more traffic.
+                let done = tokio::select! {
+                    biased;
+                    () = &mut cancelled => break RelayEnd::Cut,
+                    r = &mut up_copy, if !up_done => {
+                        up_done = true;
+                        r.map(|()| Side::Client)
                     }
-                    idle.as_mut().reset(deadline);
-                    continue;
+                    r = &mut down_copy, if !down_done => {
+                        down_done = true;
+                        r.map(|()| Side::Upstream)
+                    }
+                    () = &mut idle, if idle_timeout.is_some() => {
+                        let deadline = env.activity.last() + idle_timeout.unwrap_or_default();
+                        if deadline <= Instant::now() {
+                            break RelayEnd::IdleTimeout;
+                        }
+                        idle.as_mut().reset(deadline);
+                        continue;
+                    }
+                };
+                match done {
+                    Ok(fin_from) => {
+                        first_close.get_or_insert(fin_from);
+                    }
+                    Err(Fault { side, error }) => {
+                        first_close.get_or_insert(side);
+                        break RelayEnd::Error { side, error };
+                    }
                 }
-            };
-            match done {
-                Ok(fin_from) => {
-                    first_close.get_or_insert(fin_from);
-                }
-                Err(Fault { side, error }) => {
-                    first_close.get_or_insert(side);
-                    break RelayEnd::Error { side, error };
+                if up_done && down_done {
+                    break RelayEnd::Completed;
                 }
             }
-            if up_done && down_done {
-                break RelayEnd::Completed;
-            }
+        };
+        RelayReport {
+            bytes_up: up.bytes,
+            bytes_down: down.bytes,
+            first_close,
+            end,
         }
-    };
-    RelayReport {
-        bytes_up: up.bytes,
-        bytes_down: down.bytes,
-        first_close,
-        end,
     }
 }
 

@@ -16,10 +16,11 @@
 //! it is empty and the source would block (so an idle direction holds none), closed instead if
 //! the direction ends with bytes still in it (`pipe.rs`).
 //!
-//! Fallback: if the very first splice in either step fails with `EINVAL`, `ENOSYS` or
-//! `EOPNOTSUPP` (an fd that cannot splice; a socket opened `O_APPEND` is one), or no pipe can
-//! be created, the direction drains whatever is in its pipe through a copy buffer and tells
-//! the caller to copy from then on. It is logged once, at debug, per direction.
+//! Fallback: if a splice fails with `EINVAL`, `ENOSYS` or `EOPNOTSUPP` (an fd that cannot
+//! splice; a socket opened `O_APPEND` is one) before any spliced byte reached the sink, or no
+//! pipe can be created (nothing is in flight then, whenever it happens), the direction moves
+//! whatever is in its pipe to `held` and tells the caller to copy from then on. It is logged
+//! once, at debug, per direction.
 //!
 //! No `unsafe` here: rustix wraps `splice`, `pipe2` and `fcntl` safely over `BorrowedFd`s.
 //! Writing to a reset peer raises `SIGPIPE` (splice has no `MSG_NOSIGNAL`); Rust's runtime
@@ -35,7 +36,7 @@ use rustix::pipe::{SpliceFlags, splice};
 use tokio::io::Interest;
 
 use super::RelayMode;
-use super::copy::{Env, Fault, Flow};
+use super::copy::{Env, Fault, Flow, Spliced};
 use super::pipe::{PipePool, PooledPipe};
 
 /// Never block on the pipe (the sockets are non-blocking already); `MOVE` is only a hint.
@@ -53,14 +54,6 @@ pub(super) struct Splice<'a> {
     /// Test hook: the first splice of each direction fails with `EINVAL`.
     #[cfg(test)]
     pub(super) fail_first: bool,
-}
-
-/// How a splicing direction ended, short of an error.
-pub(super) enum Spliced {
-    /// The source reached end of stream.
-    Eof,
-    /// Splice is unusable for this direction; the pipe is drained, copy the rest.
-    Fallback,
 }
 
 /// What the poll loop stops for.
@@ -94,12 +87,12 @@ pub(super) fn fallbacks() -> u64 {
 // === impl Flow ===
 
 impl Flow<'_> {
-    /// Splices until end of stream, an error, or a fallback to copy.
-    pub(super) async fn splice(
-        &mut self,
-        splice: &Splice<'_>,
-        env: &Env<'_>,
-    ) -> Result<Spliced, Fault> {
+    /// Splices until end of stream, an error, or a fallback to copy; with `RelayMode::Copy`,
+    /// falls back at once.
+    pub(super) async fn splice(&mut self, env: &Env<'_>) -> Result<Spliced, Fault> {
+        let Some(splice) = &env.splice else {
+            return Ok(Spliced::CopyTheRest);
+        };
         let mut pipe = None;
         // Held bytes are counted already; fallback is allowed until a splice writes one.
         let start = self.bytes;
@@ -109,9 +102,9 @@ impl Flow<'_> {
                 FALLBACKS.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(from = ?self.from, %error, "cannot splice; copying this direction");
                 if let Some(pipe) = &mut pipe {
-                    self.drain_by_copy(pipe, env).await?;
+                    self.take_back(pipe)?;
                 }
-                Ok(Spliced::Fallback)
+                Ok(Spliced::CopyTheRest)
             }
         }
     }
@@ -207,23 +200,19 @@ impl Flow<'_> {
         }
     }
 
-    /// Hands the bytes already in the pipe to the sink through a copy buffer, so the copy
-    /// that follows starts with nothing in flight. Reading never blocks: the bytes are there.
-    async fn drain_by_copy(
-        &mut self,
-        pipe: &mut PooledPipe<'_>,
-        env: &Env<'_>,
-    ) -> Result<(), Fault> {
-        while pipe.pending() > 0 {
-            let mut buf = env.pool.take(env.buffer_size);
-            let n = match pipe.read(&mut buf) {
-                Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
-                read => read,
+    /// Moves the bytes a failed splice left in the pipe to `held`, for the copy to write
+    /// first. One allocation, once per fallback; reading never blocks: the bytes are there.
+    fn take_back(&mut self, pipe: &mut PooledPipe<'_>) -> Result<(), Fault> {
+        debug_assert!(self.held.is_empty(), "held bytes go out before splicing");
+        self.held = vec![0; pipe.pending()];
+        let mut filled = 0;
+        while filled < self.held.len() {
+            match pipe.read(&mut self.held[filled..]) {
+                Ok(0) => return Err(self.fault(self.from, io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => filled += n,
+                // Our own pipe failed; the bytes came from the source, so blame it.
+                Err(e) => return Err(self.fault(self.from, e)),
             }
-            // Our own pipe failed: blame the sink, whose bytes are now lost.
-            .map_err(|e| self.fault(self.from.peer(), e))?;
-            let mut rest = &buf[..n];
-            poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
         }
         Ok(())
     }
