@@ -163,6 +163,10 @@ pub fn relay(
 /// A plain `fn` around an `async move` block rather than an `async fn`: the block uses its
 /// captures in place, where an `async fn` would keep a second copy of every argument (sockets,
 /// `env`) in the future.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
 fn run<'a>(
     mut client: TcpStream,
     mut upstream: TcpStream,
