@@ -11,9 +11,9 @@ use std::io;
 use std::time::Duration;
 
 use relay_support::*;
-use sluice::relay::{
-    RelayEnd, RelayMode, Side, buffers_in_flight, pipes_in_flight, splice_fallbacks,
-};
+use sluice::relay::{RelayEnd, RelayMode, Side};
+#[cfg(target_os = "linux")]
+use sluice::relay::{buffers_in_flight, pipes_in_flight, splice_fallbacks};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 

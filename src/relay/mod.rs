@@ -116,7 +116,7 @@ pub fn pipes_in_flight() -> usize {
     0
 }
 
-/// Empty splice pipes kept for reuse, two fds each; bounded (64).
+/// Empty splice pipes kept for reuse, two fds each; at most 64. Zero off Linux.
 pub fn pipes_pooled() -> usize {
     #[cfg(target_os = "linux")]
     return pipe::PipePool::global().free();
@@ -138,9 +138,9 @@ pub fn splice_fallbacks() -> u64 {
 /// in `bytes_up`. Both sockets are dropped, and so closed, before this returns; a cut or timeout
 /// does not shut them down gracefully first (unread data makes the kernel send a reset).
 ///
-/// The returned future is the whole per-connection state: about 1 KiB (the
-/// `relay_future_size` unit test prints it). It holds no copy buffer and no pipe while the
-/// connection is idle.
+/// The returned future is the whole per-connection state: 952 bytes in a debug build, 936 in
+/// release with rustc 1.95 (the `relay_future_size` unit test prints it). It holds no copy
+/// buffer and no pipe while the connection is idle.
 pub fn relay(
     client: TcpStream,
     upstream: TcpStream,
