@@ -1,8 +1,9 @@
-//! One direction of a relay with a pooled buffer: read when the source is readable, write it all
-//! to the sink, repeat; on end of stream, shut down the sink's write half.
+//! One direction of a relay: held bytes first, then the byte mover, then, on end of stream, a
+//! shutdown of the sink's write half.
 //!
-//! This is the seam for the Linux `splice` path: it replaces [`Flow::copy`] and keeps the same
-//! contract (count every byte written, touch the activity clock, report whose socket failed).
+//! Two movers keep the same contract (count every byte written, touch the activity clock,
+//! report whose socket failed): the user-space copy here, through a pooled buffer, and on Linux
+//! `splice.rs`, which hands a direction back to the copy if splice turns out unusable.
 //! Running both directions, timeouts and the cut belong to `mod.rs`.
 
 use std::future::poll_fn;
@@ -17,6 +18,8 @@ use tokio::time::{Duration, Instant};
 
 use super::Side;
 use super::buffer::{BufferPool, PooledBuf};
+#[cfg(target_os = "linux")]
+use super::splice::Splice;
 
 /// What both directions of one relay share.
 pub(super) struct Env<'a> {
@@ -24,6 +27,9 @@ pub(super) struct Env<'a> {
     /// Never zero: a zero-length read would look like end of stream.
     pub(super) buffer_size: usize,
     pub(super) activity: Activity,
+    /// Where splice pipes come from; `None` copies (`RelayMode::Copy`).
+    #[cfg(target_os = "linux")]
+    pub(super) splice: Option<Splice<'a>>,
 }
 
 /// When a byte last moved in either direction.
@@ -35,6 +41,16 @@ pub(super) struct Activity {
     last_nanos: AtomicU64,
 }
 
+/// How far splice took a direction, short of an error.
+// Off Linux nothing splices, so nothing reaches end of stream that way.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(super) enum Spliced {
+    /// To the source's end of stream.
+    Eof,
+    /// Not at all (`RelayMode::Copy`, no splice here) or part of the way: copy the rest.
+    CopyTheRest,
+}
+
 /// A failed read, write or shutdown, and whose socket it was on.
 pub(super) struct Fault {
     pub(super) side: Side,
@@ -44,10 +60,11 @@ pub(super) struct Fault {
 /// One direction: reads from `from`, writes to the other side.
 pub(super) struct Flow<'a> {
     pub(super) from: Side,
-    src: ReadHalf<'a>,
-    dst: WriteHalf<'a>,
-    /// Bytes read from `src` before the relay began; written before anything else.
-    held: Vec<u8>,
+    pub(super) src: ReadHalf<'a>,
+    pub(super) dst: WriteHalf<'a>,
+    /// Bytes read from `src` before the relay began; written before anything else. Also
+    /// where a splice that gives up leaves the bytes still in its pipe.
+    pub(super) held: Vec<u8>,
     /// Bytes written to the sink, exact even when the flow is dropped mid-write.
     pub(super) bytes: u64,
 }
@@ -91,21 +108,41 @@ impl<'a> Flow<'a> {
         }
     }
 
-    /// Copies until the source reaches end of stream, then shuts down the sink's write half so
-    /// the peer sees the FIN while the other direction may go on.
-    pub(super) async fn copy(&mut self, env: &Env<'_>) -> Result<(), Fault> {
+    /// Moves bytes until the source reaches end of stream, then shuts down the sink's write half
+    /// so the peer sees the FIN while the other direction may go on.
+    pub(super) async fn run(&mut self, env: &Env<'_>) -> Result<(), Fault> {
+        self.write_held(env).await?;
+        if let Spliced::CopyTheRest = self.splice(env).await? {
+            // A splice that gave up may have left bytes from its pipe in `held`.
+            self.write_held(env).await?;
+            self.copy(env).await?;
+        }
+        tracing::trace!(from = ?self.from, "end of stream, shutting down the peer's write half");
+        let to = self.from.peer();
+        self.dst.shutdown().await.map_err(|e| self.fault(to, e))
+    }
+
+    /// Writes out and releases `held`: the connection may stay open, and idle, for hours.
+    async fn write_held(&mut self, env: &Env<'_>) -> Result<(), Fault> {
         let held = std::mem::take(&mut self.held);
         let mut rest = &held[..];
-        poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
-        // Release it now: the connection may stay open, and idle, for hours.
-        drop(held);
+        poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await
+    }
 
+    /// Off Linux there is no splice.
+    #[cfg(not(target_os = "linux"))]
+    async fn splice(&mut self, _env: &Env<'_>) -> Result<Spliced, Fault> {
+        Ok(Spliced::CopyTheRest)
+    }
+
+    /// Copies through a pooled buffer until the source reaches end of stream.
+    async fn copy(&mut self, env: &Env<'_>) -> Result<(), Fault> {
         loop {
             let (buf, n) = poll_fn(|cx| read_pooled(&mut self.src, cx, env))
                 .await
                 .map_err(|e| self.fault(self.from, e))?;
             if n == 0 {
-                break;
+                return Ok(());
             }
             env.activity.touch();
             // Writing all of it before reading again is the backpressure: a slow sink stops
@@ -113,9 +150,6 @@ impl<'a> Flow<'a> {
             let mut rest = &buf[..n];
             poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
         }
-        tracing::trace!(from = ?self.from, "end of stream, shutting down the peer's write half");
-        let to = self.from.peer();
-        self.dst.shutdown().await.map_err(|e| self.fault(to, e))
     }
 
     /// Writes all of `rest` to the sink, counting each partial write as it lands.
@@ -138,7 +172,7 @@ impl<'a> Flow<'a> {
         Poll::Ready(Ok(()))
     }
 
-    fn fault(&self, side: Side, error: io::Error) -> Fault {
+    pub(super) fn fault(&self, side: Side, error: io::Error) -> Fault {
         tracing::trace!(?side, %error, "relay I/O failed");
         Fault { side, error }
     }

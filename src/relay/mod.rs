@@ -6,11 +6,17 @@
 //! [`relay`] returns, whatever the reason. It leaves socket options (`TCP_NODELAY`), logging the
 //! outcome and metrics to the caller, which gets everything it needs in the [`RelayReport`].
 //!
-//! Each direction is a `copy::Flow` that holds a pooled buffer (`buffer.rs`) only while bytes
-//! are in flight.
+//! Each direction is a `copy::Flow`. It moves bytes with `splice(2)` through a pooled pipe on
+//! Linux (`splice.rs`, `pipe.rs`) unless the mode is `Copy`, and otherwise, or when splice turns
+//! out unusable for that direction, through a pooled buffer (`buffer.rs`). Either is held only
+//! while bytes are in flight.
 
 mod buffer;
 mod copy;
+#[cfg(target_os = "linux")]
+mod pipe;
+#[cfg(target_os = "linux")]
+mod splice;
 
 pub use crate::config::RelayMode;
 use std::io;
@@ -37,9 +43,12 @@ pub struct RelaySettings {
     /// Size in bytes of a pooled copy buffer, borrowed only while data is in flight: the most
     /// one read moves. Zero is treated as 1.
     pub buffer_size: usize,
-    /// Splice, copy, or splice where possible.
+    /// Splice, copy, or splice where possible. `Auto` and `Splice` splice on Linux, and both
+    /// fall back to copy per direction if splice fails before a byte moved; elsewhere they copy.
     pub mode: RelayMode,
-    /// Capacity asked of each splice pipe; `None` keeps the kernel's default.
+    /// Capacity in bytes asked of each splice pipe (`F_SETPIPE_SZ`, rounded up by the kernel
+    /// to a power-of-two number of pages); `None` keeps the kernel's default (64 KiB). A size
+    /// the kernel refuses leaves the default.
     pub pipe_size: Option<usize>,
 }
 
@@ -98,89 +107,137 @@ pub fn buffers_in_flight() -> usize {
     BufferPool::global().lent()
 }
 
+/// Splice pipes lent to relays, i.e. directions with bytes in flight through a pipe. Like
+/// [`buffers_in_flight`], near zero on a quiet forwarder. Always zero off Linux.
+pub fn pipes_in_flight() -> usize {
+    #[cfg(target_os = "linux")]
+    return pipe::PipePool::global().lent();
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// Empty splice pipes kept for reuse, two fds each; at most 64. Zero off Linux.
+pub fn pipes_pooled() -> usize {
+    #[cfg(target_os = "linux")]
+    return pipe::PipePool::global().free();
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// Relay directions that could not splice and copied instead, since the process started.
+pub fn splice_fallbacks() -> u64 {
+    #[cfg(target_os = "linux")]
+    return splice::fallbacks();
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// Relays until both directions are done, the idle timeout fires or `cut` is cancelled.
 ///
 /// `held` are client bytes read before the upstream was connected; they go out first and count
 /// in `bytes_up`. Both sockets are dropped, and so closed, before this returns; a cut or timeout
 /// does not shut them down gracefully first (unread data makes the kernel send a reset).
 ///
-/// The returned future is the whole per-connection state: about 950 bytes (944 in a debug
-/// build, 912 in release with rustc 1.95; the `relay_future_size` unit test prints it). It
-/// holds no copy buffer while the connection is idle.
-pub async fn relay(
-    mut client: TcpStream,
-    mut upstream: TcpStream,
+/// The returned future is the whole per-connection state: 952 bytes in a debug build, 936 in
+/// release with rustc 1.95 (the `relay_future_size` unit test prints it). It holds no copy
+/// buffer and no pipe while the connection is idle.
+pub fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
     held: Vec<u8>,
     settings: RelaySettings,
     cut: &CancellationToken,
-) -> RelayReport {
+) -> impl Future<Output = RelayReport> + Send + '_ {
     let env = Env {
         pool: BufferPool::global(),
         buffer_size: settings.buffer_size.max(1),
         activity: Activity::new(),
+        #[cfg(target_os = "linux")]
+        splice: splice::Splice::for_mode(settings.mode, settings.pipe_size),
     };
-    // Borrowed halves: the sockets stay owned by this frame, so every return path closes them.
-    let (client_rd, client_wr) = client.split();
-    let (upstream_rd, upstream_wr) = upstream.split();
-    let mut up = Flow::new(Side::Client, client_rd, upstream_wr, held);
-    let mut down = Flow::new(Side::Upstream, upstream_rd, client_wr, Vec::new());
+    run(client, upstream, held, settings.idle_timeout, env, cut)
+}
 
-    let mut first_close = None;
-    let end = {
-        let mut up_done = false;
-        let mut down_done = false;
-        let mut up_copy = pin!(up.copy(&env));
-        let mut down_copy = pin!(down.copy(&env));
-        let mut cancelled = pin!(cut.cancelled());
-        // One timer for the whole connection. Traffic only stamps `env.activity`; when the
-        // timer fires early it is re-armed for what is left, so a busy connection costs one
-        // timer event per idle period instead of a timer reset per read.
-        let idle_timeout = settings.idle_timeout;
-        let mut idle = pin!(tokio::time::sleep_until(
-            env.activity.start() + idle_timeout.unwrap_or(Duration::ZERO)
-        ));
+/// [`relay`] with its resources chosen, so unit tests can hand in their own pools.
+///
+/// A plain `fn` around an `async move` block rather than an `async fn`: the block uses its
+/// captures in place, where an `async fn` would keep a second copy of every argument (sockets,
+/// `env`) in the future.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
+fn run<'a>(
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    held: Vec<u8>,
+    idle_timeout: Option<Duration>,
+    env: Env<'a>,
+    cut: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + Send + 'a {
+    async move {
+        // Borrowed halves: the sockets stay owned by this frame, so every return path closes them.
+        let (client_rd, client_wr) = client.split();
+        let (upstream_rd, upstream_wr) = upstream.split();
+        let mut up = Flow::new(Side::Client, client_rd, upstream_wr, held);
+        let mut down = Flow::new(Side::Upstream, upstream_rd, client_wr, Vec::new());
 
-        loop {
-            // Biased: checking the cut first costs nothing and makes it win over more traffic.
-            let done = tokio::select! {
-                biased;
-                () = &mut cancelled => break RelayEnd::Cut,
-                r = &mut up_copy, if !up_done => {
-                    up_done = true;
-                    r.map(|()| Side::Client)
-                }
-                r = &mut down_copy, if !down_done => {
-                    down_done = true;
-                    r.map(|()| Side::Upstream)
-                }
-                () = &mut idle, if idle_timeout.is_some() => {
-                    let deadline = env.activity.last() + idle_timeout.unwrap_or_default();
-                    if deadline <= Instant::now() {
-                        break RelayEnd::IdleTimeout;
+        let mut first_close = None;
+        let end = {
+            let mut up_done = false;
+            let mut down_done = false;
+            let mut up_copy = pin!(up.run(&env));
+            let mut down_copy = pin!(down.run(&env));
+            let mut cancelled = pin!(cut.cancelled());
+            // One timer for the whole connection. Traffic only stamps `env.activity`; when the
+            // timer fires early it is re-armed for what is left, so a busy connection costs one
+            // timer event per idle period instead of a timer reset per read.
+            let mut idle = pin!(tokio::time::sleep_until(
+                env.activity.start() + idle_timeout.unwrap_or(Duration::ZERO)
+            ));
+
+            loop {
+                // Biased: checking the cut first costs nothing and makes it win over more traffic.
+                let done = tokio::select! {
+                    biased;
+                    () = &mut cancelled => break RelayEnd::Cut,
+                    r = &mut up_copy, if !up_done => {
+                        up_done = true;
+                        r.map(|()| Side::Client)
                     }
-                    idle.as_mut().reset(deadline);
-                    continue;
+                    r = &mut down_copy, if !down_done => {
+                        down_done = true;
+                        r.map(|()| Side::Upstream)
+                    }
+                    () = &mut idle, if idle_timeout.is_some() => {
+                        let deadline = env.activity.last() + idle_timeout.unwrap_or_default();
+                        if deadline <= Instant::now() {
+                            break RelayEnd::IdleTimeout;
+                        }
+                        idle.as_mut().reset(deadline);
+                        continue;
+                    }
+                };
+                match done {
+                    Ok(fin_from) => {
+                        first_close.get_or_insert(fin_from);
+                    }
+                    Err(Fault { side, error }) => {
+                        first_close.get_or_insert(side);
+                        break RelayEnd::Error { side, error };
+                    }
                 }
-            };
-            match done {
-                Ok(fin_from) => {
-                    first_close.get_or_insert(fin_from);
-                }
-                Err(Fault { side, error }) => {
-                    first_close.get_or_insert(side);
-                    break RelayEnd::Error { side, error };
+                if up_done && down_done {
+                    break RelayEnd::Completed;
                 }
             }
-            if up_done && down_done {
-                break RelayEnd::Completed;
-            }
+        };
+        RelayReport {
+            bytes_up: up.bytes,
+            bytes_down: down.bytes,
+            first_close,
+            end,
         }
-    };
-    RelayReport {
-        bytes_up: up.bytes,
-        bytes_down: down.bytes,
-        first_close,
-        end,
     }
 }
 

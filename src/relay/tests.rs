@@ -1,5 +1,7 @@
-//! Unit tests for what the integration tests cannot see: buffer lending, the future's size and
-//! the idle timer's re-arming under a paused clock. Behaviour over sockets is in `tests/relay.rs`.
+//! Unit tests for what the integration tests cannot see: buffer and pipe lending, the future's
+//! size, the idle timer's re-arming under a paused clock, and the splice path with a pipe pool
+//! of its own (reuse, fallback through a failure hook, pipes holding bytes at a cut).
+//! Behaviour over sockets in both modes is in `tests/relay.rs`.
 
 use super::*;
 
@@ -36,13 +38,14 @@ async fn relay_future_size() {
     let fut = relay(relay_client, relay_upstream, Vec::new(), SETTINGS, &cut);
     let size = std::mem::size_of_val(&fut);
     println!("relay future: {size} bytes");
-    // Per-connection state (944 bytes in a debug build, 912 in release with rustc 1.95); the
-    // copy buffers are pooled, not in here, so only a gross regression should trip this.
+    // Per-connection state (952 bytes in a debug build, 936 in release with rustc 1.95, splice
+    // path included); copy buffers and pipes are pooled, not in here, so only a gross
+    // regression should trip this.
     assert!(size <= 1536, "relay future grew to {size} bytes");
 }
 
 #[tokio::test]
-async fn an_idle_relay_holds_no_buffer() {
+async fn an_idle_relay_holds_no_buffer_and_no_pipe() {
     // The pool is global: relays of other tests may borrow from it too, but only briefly, so
     // "eventually none lent" still shows that this idle relay holds none.
     let (mut client, relay_client, relay_upstream, mut upstream) = ends().await;
@@ -69,12 +72,14 @@ async fn an_idle_relay_holds_no_buffer() {
     client.read_exact(&mut got[..4]).await.unwrap();
     assert_eq!(&got[..4], b"pong");
 
-    // The relay may still be between handing over the last write and giving the buffer back.
+    // The relay may still be between handing over the last write and giving the buffer (or,
+    // splicing in `Auto` mode, the pipe) back.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while buffers_in_flight() != 0 && Instant::now() < deadline {
+    while (buffers_in_flight(), pipes_in_flight()) != (0, 0) && Instant::now() < deadline {
         tokio::task::yield_now().await;
     }
     assert_eq!(buffers_in_flight(), 0, "an idle relay still holds a buffer");
+    assert_eq!(pipes_in_flight(), 0, "an idle relay still holds a pipe");
     assert!(!task.is_finished());
 
     cut.cancel();
@@ -138,4 +143,140 @@ async fn traffic_pushes_the_idle_deadline_back_by_what_is_left() {
     assert_eq!(report.bytes_up, 1);
     // Re-armed for the remainder (100s + 300s), not for a whole period from the first expiry.
     assert_eq!(ended - started, Duration::from_secs(400));
+}
+
+// === splice ===
+
+#[cfg(target_os = "linux")]
+mod splicing {
+    //! The splice path with a pool of the test's own, so pipe counts are this test's alone.
+
+    use super::*;
+    use crate::relay::copy::{Activity, Env};
+    use crate::relay::pipe::PipePool;
+    use crate::relay::splice::{self, Splice};
+
+    /// A pool that outlives the spawned relay.
+    fn pool(max_free: usize) -> &'static PipePool {
+        Box::leak(Box::new(PipePool::new(max_free)))
+    }
+
+    fn spawn(
+        (relay_client, relay_upstream): (TcpStream, TcpStream),
+        held: &[u8],
+        pipes: &'static PipePool,
+        fail_first: bool,
+    ) -> (CancellationToken, tokio::task::JoinHandle<RelayReport>) {
+        let cut = CancellationToken::new();
+        let env = Env {
+            pool: BufferPool::global(),
+            buffer_size: SETTINGS.buffer_size,
+            activity: Activity::new(),
+            splice: Some(Splice {
+                pipes,
+                pipe_size: None,
+                fail_first,
+            }),
+        };
+        let task = tokio::spawn({
+            let (cut, held) = (cut.clone(), held.to_vec());
+            async move { run(relay_client, relay_upstream, held, None, env, &cut).await }
+        });
+        (cut, task)
+    }
+
+    /// `size` bytes each way at once, then both sides close; returns the relay's report.
+    async fn exchange(pipes: &'static PipePool, fail_first: bool, size: usize) -> RelayReport {
+        let (client, relay_client, relay_upstream, upstream) = ends().await;
+        let (_cut, task) = spawn((relay_client, relay_upstream), b"held", pipes, fail_first);
+        let (mut client_rd, mut client_wr) = client.into_split();
+        let (mut upstream_rd, mut upstream_wr) = upstream.into_split();
+        let (up, down) = (vec![1; size], vec![2; size]);
+        let mut expected_up = b"held".to_vec();
+        expected_up.extend_from_slice(&up);
+
+        let (mut got_up, mut got_down) = (Vec::new(), Vec::new());
+        let ((), (), _, _) = tokio::join!(
+            async {
+                client_wr.write_all(&up).await.unwrap();
+                client_wr.shutdown().await.unwrap();
+            },
+            async {
+                upstream_wr.write_all(&down).await.unwrap();
+                upstream_wr.shutdown().await.unwrap();
+            },
+            upstream_rd.read_to_end(&mut got_up),
+            client_rd.read_to_end(&mut got_down),
+        );
+        assert!(got_up == expected_up, "client -> upstream bytes differ");
+        assert!(got_down == down, "upstream -> client bytes differ");
+        let report = task.await.unwrap();
+        assert!(matches!(report.end, RelayEnd::Completed), "{report:?}");
+        assert_eq!(
+            (report.bytes_up, report.bytes_down),
+            (size as u64 + 4, size as u64)
+        );
+        report
+    }
+
+    #[tokio::test]
+    async fn a_failing_first_splice_falls_back_to_copy_for_every_byte() {
+        let pipes = pool(4);
+        let fallbacks = splice::fallbacks();
+        exchange(pipes, true, 1 << 20).await;
+        assert!(
+            splice::fallbacks() >= fallbacks + 2,
+            "both directions fell back"
+        );
+        // Each direction took a pipe, failed on it, and gave it back empty.
+        assert_eq!(pipes.lent(), 0);
+        assert_eq!(pipes.free() as u64, pipes.created());
+    }
+
+    #[tokio::test]
+    async fn relays_reuse_pooled_pipes() {
+        let pipes = pool(4);
+        for _ in 0..10 {
+            exchange(pipes, false, 256 * 1024).await;
+        }
+        // At most one pipe per direction at a time, each back in the pool once idle.
+        assert!(
+            (1..=2).contains(&pipes.created()),
+            "{} pipes",
+            pipes.created()
+        );
+        assert_eq!(pipes.lent(), 0);
+        assert!(pipes.free() <= 4);
+    }
+
+    #[tokio::test]
+    async fn a_pipe_holding_bytes_at_the_cut_is_closed_not_pooled() {
+        let pipes = pool(4);
+        let (mut client, relay_client, relay_upstream, _upstream) = ends().await;
+        let (cut, task) = spawn((relay_client, relay_upstream), b"", pipes, false);
+        // The upstream never reads: the relay fills its pipe and then waits to empty it.
+        let writer = tokio::spawn(async move {
+            let chunk = vec![0; 64 * 1024];
+            while client.write_all(&chunk).await.is_ok() {}
+        });
+
+        // On this single-threaded runtime the relay is never mid-poll while this task runs,
+        // and between polls it holds a pipe only if bytes sit in it (an empty one goes back
+        // before it waits on its source). So one lent pipe means one pipe holding bytes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pipes.lent() != 1 && Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            pipes.lent(),
+            1,
+            "the relay never stalled with bytes in its pipe"
+        );
+
+        cut.cancel();
+        let report = task.await.unwrap();
+        assert!(matches!(report.end, RelayEnd::Cut), "{report:?}");
+        assert_eq!((pipes.lent(), pipes.free(), pipes.created()), (0, 0, 1));
+        writer.await.unwrap();
+    }
 }
