@@ -10,11 +10,14 @@
 //! - [`relay`]: copies both directions with half-close and idle timeout.
 //! - [`server`]: builds everything from a [`config::Config`] and runs it until shutdown.
 //! - [`telemetry`]: metric names and logging.
+//! - [`drill`]: chaos drills: scenarios of faults run against a sluice in-process, with
+//!   verdicts (`sluice drill`).
 //!
 //! `main.rs` is a thin CLI over [`server::Server`]; integration tests drive the same type.
 
 pub mod config;
 pub mod connect;
+pub mod drill;
 pub mod health;
 pub mod relay;
 pub mod route;

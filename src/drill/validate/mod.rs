@@ -1,0 +1,401 @@
+//! Scenario text to [`Scenario`]: parse, apply defaults, check ranges and cross references.
+//!
+//! Every problem found is reported, each as `FILE: key.path = value: reason`, in sluice's
+//! config error style (and type). The embedded sluice config is validated by sluice itself,
+//! with placeholder member addresses, so a bad `[sluice]` table fails before anything starts.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{ConfigError, ConfigErrors};
+use toml::{Table, Value};
+
+use super::faults;
+use super::parse;
+use super::scenario::{Bounds, MemberSpec, Scenario, SluiceUnderTest, Step, Traffic};
+use super::schema::{BoundsFile, MemberFile, TrafficFile};
+
+mod timeline;
+
+const MAX_PAYLOAD: i64 = 16 << 20;
+
+pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors> {
+    let file = parse::file_name(path);
+    let raw = parse::parse(text, &file)?;
+    let mut v = Validator {
+        file: file.clone(),
+        errors: Vec::new(),
+    };
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let name = raw.name.or(stem).unwrap_or_else(|| "drill".to_string());
+    let members = v.members(&raw.members);
+    let traffic = v.traffic(raw.traffic.as_ref());
+    let timeline = v.timeline(&raw.timeline, &members, traffic.duration);
+    let sluice = v.sluice(raw.sluice, raw.sluice_config.as_deref(), path);
+    let bounds = v.bounds(&raw.bounds, &members, &timeline);
+    if let Some(sluice) = &sluice
+        && v.errors.is_empty()
+    {
+        // Placeholder addresses: the real ones are the proxies, known only at run time.
+        let addrs: Vec<SocketAddr> = (1..=members.len() as u16)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        if let Err(e) = sluice.config(&members, &addrs, 0) {
+            v.errors.extend(e.0);
+        }
+    }
+    match (v.errors.is_empty(), sluice) {
+        (true, Some(sluice)) => Ok(Scenario {
+            name,
+            description: raw.description,
+            file,
+            sluice,
+            members,
+            traffic,
+            timeline,
+            bounds,
+        }),
+        _ => Err(ConfigErrors(v.errors)),
+    }
+}
+
+pub(super) struct Validator {
+    file: String,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    pub(super) fn error(
+        &mut self,
+        path: impl Into<String>,
+        value: Option<String>,
+        reason: impl Into<String>,
+    ) {
+        self.errors
+            .push(ConfigError::at_key(&self.file, path, value, reason));
+    }
+
+    fn members(&mut self, raw: &[MemberFile]) -> Vec<MemberSpec> {
+        if raw.is_empty() {
+            self.error(
+                "members",
+                None,
+                "at least one [[members]] entry is required",
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, m) in raw.iter().enumerate() {
+            let at = |k: &str| format!("members[{i}].{k}");
+            let valid_name = !m.name.is_empty()
+                && m.name.len() <= 32
+                && m.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                self.error(
+                    at("name"),
+                    Some(quote(&m.name)),
+                    "must be 1-32 of A-Z a-z 0-9 - _ (it names a Toxiproxy proxy)",
+                );
+            } else if !seen.insert(m.name.clone()) {
+                self.error(at("name"), Some(quote(&m.name)), "duplicate member name");
+            }
+            let tier = m.tier.unwrap_or(0);
+            if !(0..=7).contains(&tier) {
+                self.error(
+                    at("tier"),
+                    Some(tier.to_string()),
+                    "must be between 0 and 7",
+                );
+            }
+            let weight = m.weight.unwrap_or(1);
+            if !(1..=i64::from(crate::config::MAX_WEIGHT)).contains(&weight) {
+                self.error(
+                    at("weight"),
+                    Some(weight.to_string()),
+                    "must be between 1 and 256",
+                );
+            }
+            out.push(MemberSpec {
+                name: m.name.clone(),
+                server: m.server.unwrap_or_default(),
+                tier: tier.clamp(0, 7) as u8,
+                weight: weight.clamp(1, 256) as u32,
+            });
+        }
+        if !raw.is_empty() && out.iter().all(|m| m.tier != 0) {
+            self.error("members", None, "no member has tier 0 (the primaries)");
+        }
+        out
+    }
+
+    fn traffic(&mut self, raw: Option<&TrafficFile>) -> Traffic {
+        let Some(t) = raw else {
+            self.error("traffic", None, "a [traffic] table is required");
+            return Traffic {
+                clients: 1,
+                rate: 1.0,
+                payload_min: 0,
+                payload_max: 0,
+                duration: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+            };
+        };
+        let clients = t.clients.unwrap_or(8);
+        if !(1..=1024).contains(&clients) {
+            self.error(
+                "traffic.clients",
+                Some(clients.to_string()),
+                "must be between 1 and 1024",
+            );
+        }
+        let rate = t.rate.unwrap_or(50.0);
+        if !(rate > 0.0 && rate <= 10_000.0) {
+            self.error(
+                "traffic.rate",
+                Some(rate.to_string()),
+                "must be above 0 and at most 10000 connections per second",
+            );
+        }
+        let payload = t.payload.unwrap_or(4096);
+        if !(0..=MAX_PAYLOAD).contains(&payload) {
+            self.error(
+                "traffic.payload",
+                Some(payload.to_string()),
+                "must be between 0 and 16777216 bytes",
+            );
+        }
+        let payload_max = t.payload_max.unwrap_or(payload);
+        if payload_max < payload || payload_max > MAX_PAYLOAD {
+            self.error(
+                "traffic.payload_max",
+                Some(payload_max.to_string()),
+                format!("must be between payload ({payload}) and 16777216 bytes"),
+            );
+        }
+        let duration = t.duration.map_or(Duration::from_secs(10), |d| d.0);
+        if duration < Duration::from_millis(100) || duration > Duration::from_secs(600) {
+            self.error(
+                "traffic.duration",
+                Some(human(duration)),
+                "must be between 100ms and 10m",
+            );
+        }
+        let timeout = t.timeout.map_or(Duration::from_secs(5), |d| d.0);
+        if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(300) {
+            self.error(
+                "traffic.timeout",
+                Some(human(timeout)),
+                "must be between 10ms and 5m",
+            );
+        }
+        Traffic {
+            clients: clients.clamp(1, 1024) as usize,
+            rate: rate.clamp(0.001, 10_000.0),
+            payload_min: payload.clamp(0, MAX_PAYLOAD) as u64,
+            payload_max: payload_max.clamp(0, MAX_PAYLOAD) as u64,
+            duration,
+            timeout,
+        }
+    }
+
+    fn sluice(
+        &mut self,
+        inline: Option<Table>,
+        path: Option<&str>,
+        scenario: &Path,
+    ) -> Option<SluiceUnderTest> {
+        let (table, source, prefix) = match (inline, path) {
+            (Some(t), None) => (t, scenario.to_path_buf(), "sluice."),
+            (None, Some(p)) => {
+                let full = scenario.parent().unwrap_or(Path::new(".")).join(p);
+                match parse::table_file(&full) {
+                    Ok(t) => (t, full, ""),
+                    Err(e) => {
+                        self.errors.push(e);
+                        return None;
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                self.error(
+                    "sluice_config",
+                    None,
+                    "set either [sluice] (inline) or sluice_config (a path), not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.error("sluice", None, "missing; the sluice config to drill, inline as [sluice] or as sluice_config = \"path\"");
+                return None;
+            }
+        };
+        let file = parse::file_name(&source);
+        let mut at = |key: &str, value: Option<String>, reason: String| {
+            self.errors.push(ConfigError::at_key(
+                &file,
+                format!("{prefix}{key}"),
+                value,
+                reason,
+            ));
+        };
+        if table.contains_key("admin") {
+            at(
+                "admin",
+                None,
+                "not allowed in a drill: the runner listens only on 127.0.0.1:0".into(),
+            );
+        }
+        let routes: Vec<(&String, &Value)> = table
+            .get("routes")
+            .and_then(Value::as_table)
+            .map(|t| t.iter().collect())
+            .unwrap_or_default();
+        let [(route, route_table)] = routes.as_slice() else {
+            let names: Vec<&str> = routes.iter().map(|(n, _)| n.as_str()).collect();
+            at(
+                "routes",
+                None,
+                format!(
+                    "a drill needs exactly one route (found {}: {})",
+                    names.len(),
+                    names.join(", ")
+                ),
+            );
+            return None;
+        };
+        let Some(pool) = route_table.get("pool").and_then(Value::as_str) else {
+            at(
+                &format!("routes.{route}.pool"),
+                None,
+                "missing; the pool the drill's members fill".into(),
+            );
+            return None;
+        };
+        let pools: Vec<&String> = table
+            .get("pools")
+            .and_then(Value::as_table)
+            .map(|t| t.keys().collect())
+            .unwrap_or_default();
+        if pools.as_slice() != [pool] {
+            let names: Vec<&str> = pools.iter().map(|n| n.as_str()).collect();
+            at(
+                "pools",
+                None,
+                format!(
+                    "a drill needs exactly one pool, the route's {pool:?} (found: {})",
+                    names.join(", ")
+                ),
+            );
+            return None;
+        }
+        let seed = table
+            .get("seed")
+            .and_then(Value::as_integer)
+            .and_then(|s| u64::try_from(s).ok());
+        Some(SluiceUnderTest {
+            route: route.to_string(),
+            pool: pool.to_string(),
+            table: table.clone(),
+            inline: !prefix.is_empty(),
+            source,
+            seed,
+        })
+    }
+
+    fn bounds(&mut self, b: &BoundsFile, members: &[MemberSpec], steps: &[Step]) -> Bounds {
+        let ratio = |v: &mut Self, key: &str, r: Option<f64>| {
+            if let Some(r) = r
+                && !(0.0..=1.0).contains(&r)
+            {
+                v.error(
+                    format!("bounds.{key}"),
+                    Some(r.to_string()),
+                    "must be between 0.0 and 1.0",
+                );
+            }
+            r
+        };
+        let count = |v: &mut Self, key: &str, n: Option<i64>| {
+            n.and_then(|n| {
+                u32::try_from(n).map(u64::from).ok().or_else(|| {
+                    v.error(
+                        format!("bounds.{key}"),
+                        Some(n.to_string()),
+                        "must be between 0 and 4294967295",
+                    );
+                    None
+                })
+            })
+        };
+        let bounds = Bounds {
+            ejected_within: b.ejected_within.map(|d| d.0),
+            returns_within: b.returns_within.map(|d| d.0),
+            backup_serves_within: b.backup_serves_within.map(|d| d.0),
+            max_client_failure_ratio: ratio(
+                self,
+                "max_client_failure_ratio",
+                b.max_client_failure_ratio,
+            ),
+            failed_after_ejection: count(self, "failed_after_ejection", b.failed_after_ejection),
+            max_transitions: count(self, "max_transitions", b.max_transitions).map(|n| n as u32),
+            all_bytes_intact: b.all_bytes_intact.unwrap_or(false),
+            load_share_of_slow_member_below: ratio(
+                self,
+                "load_share_of_slow_member_below",
+                b.load_share_of_slow_member_below,
+            ),
+        };
+        let planned = || steps.iter().map(|s| (s.at, &s.action));
+        let windows = faults::windows(members.len(), planned());
+        let needs = |v: &mut Self, set: bool, key: &str, ok: bool, why: &str| {
+            if set && !ok {
+                v.error(format!("bounds.{key}"), None, why.to_string());
+            }
+        };
+        needs(
+            self,
+            bounds.ejected_within.is_some() || bounds.failed_after_ejection.is_some(),
+            "ejected_within",
+            !windows.is_empty(),
+            "the timeline never faults a member (disable, kill or add_toxic)",
+        );
+        needs(
+            self,
+            bounds.returns_within.is_some(),
+            "returns_within",
+            windows.iter().any(|w| w.end.is_some()),
+            "the timeline never restores a faulted member (enable, restart, remove_toxic or reset)",
+        );
+        let primaries: Vec<usize> = (0..members.len())
+            .filter(|&m| members[m].tier == 0)
+            .collect();
+        let backups = members.iter().any(|m| m.tier > 0);
+        needs(
+            self,
+            bounds.backup_serves_within.is_some(),
+            "backup_serves_within",
+            backups && !faults::all_faulted(&windows, &primaries).is_empty(),
+            "needs a backup member (tier > 0) and a moment when every primary is faulted",
+        );
+        needs(
+            self,
+            bounds.load_share_of_slow_member_below.is_some(),
+            "load_share_of_slow_member_below",
+            !faults::toxic_windows(members.len(), planned()).is_empty(),
+            "the timeline adds no toxic, so no member is slow",
+        );
+        bounds
+    }
+}
+
+pub(super) fn quote(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+pub(super) fn human(d: Duration) -> String {
+    quote(&humantime::format_duration(d).to_string())
+}
