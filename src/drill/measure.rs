@@ -17,6 +17,9 @@ use super::scenario::Scenario;
 use super::timeline::Injected;
 use super::traffic::ClientRecord;
 
+/// Disagreements kept in the report.
+const MAX_SHOWN: usize = 10;
+
 /// What the measurements are taken from.
 pub struct Inputs<'a> {
     pub scenario: &'a Scenario,
@@ -106,6 +109,20 @@ pub struct BytesCheck {
     pub access_disagrees: u64,
     /// Verified connections without an access line (no tap, or not found).
     pub access_missing: u64,
+    /// The first few disagreements, to investigate.
+    pub disagreements: Vec<Disagreement>,
+}
+
+/// A verified client whose access line counts other bytes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Disagreement {
+    pub client: u64,
+    pub local: Option<SocketAddr>,
+    pub sent: u64,
+    pub received: u64,
+    pub access_up: u64,
+    pub access_down: u64,
+    pub access_outcome: String,
 }
 
 impl BytesCheck {
@@ -223,6 +240,10 @@ fn backup(i: &Inputs<'_>, windows: &[Window]) -> Vec<BackupServe> {
     let primaries: Vec<usize> = (0..i.scenario.members.len())
         .filter(|&m| i.scenario.is_primary(m))
         .collect();
+    if primaries.len() == i.scenario.members.len() {
+        // No backup tier: nothing could fail over.
+        return Vec::new();
+    }
     faults::all_faulted(windows, &primaries)
         .into_iter()
         .map(|(start, end)| BackupServe {
@@ -270,13 +291,19 @@ fn slow_shares(i: &Inputs<'_>) -> Vec<Share> {
         .collect()
 }
 
+/// Checks every completed client, and compares it with sluice's access line for the same
+/// connection: same client address, and the first line written after the client started (a
+/// port can be reused once the earlier connection is gone, never while it lives).
 fn bytes(i: &Inputs<'_>) -> BytesCheck {
-    let by_client: HashMap<SocketAddr, &AccessEvent> = i
-        .access
-        .iter()
-        .filter(|a| a.outcome == "ok")
-        .filter_map(|a| Some((a.client?, a)))
-        .collect();
+    let mut by_client: HashMap<SocketAddr, Vec<&AccessEvent>> = HashMap::new();
+    for a in i.access {
+        if let Some(client) = a.client {
+            by_client.entry(client).or_default().push(a);
+        }
+    }
+    for lines in by_client.values_mut() {
+        lines.sort_by_key(|a| a.seen);
+    }
     let mut b = BytesCheck::default();
     for c in i.clients {
         if c.outcome == super::traffic::Outcome::Corrupt {
@@ -287,9 +314,27 @@ fn bytes(i: &Inputs<'_>) -> BytesCheck {
         }
         b.verified += 1;
         b.payload_bytes += c.payload;
-        match c.local.and_then(|l| by_client.get(&l)) {
+        let started = i.t0 + c.start;
+        let line = c
+            .local
+            .and_then(|l| by_client.get(&l))
+            .and_then(|lines| lines.iter().find(|a| a.seen >= started));
+        match line {
             Some(a) if a.bytes_up == c.sent && a.bytes_down == c.received => b.access_agrees += 1,
-            Some(_) => b.access_disagrees += 1,
+            Some(a) => {
+                b.access_disagrees += 1;
+                if b.disagreements.len() < MAX_SHOWN {
+                    b.disagreements.push(Disagreement {
+                        client: c.id,
+                        local: c.local,
+                        sent: c.sent,
+                        received: c.received,
+                        access_up: a.bytes_up,
+                        access_down: a.bytes_down,
+                        access_outcome: a.outcome.clone(),
+                    });
+                }
+            }
             None => b.access_missing += 1,
         }
     }

@@ -196,6 +196,8 @@ fn events(setup: &Setup, i: &Inputs<'_>, m: &Measures) -> Vec<Event> {
         text: format!("ends ({total} clients)"),
     });
     ev.sort_by_key(|e| e.at);
+    // Several restores of one member (a flap) can find the same first served client.
+    ev.dedup_by(|a, b| a.at == b.at && a.kind == b.kind && a.text == b.text);
     ev
 }
 

@@ -112,9 +112,22 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         "          access log agrees on bytes both ways for {}, disagrees for {}, missing for {}",
         b.access_agrees, b.access_disagrees, b.access_missing
     )?;
+    for d in &b.disagreements {
+        writeln!(
+            f,
+            "          client {} ({}): sent {} received {}, access log up {} down {} ({})",
+            d.client,
+            d.local.map_or("?".into(), |l| l.to_string()),
+            d.sent,
+            d.received,
+            d.access_up,
+            d.access_down,
+            d.access_outcome
+        )?;
+    }
     let name = |i: usize| r.members.get(i).map_or("?", |m| m.name.as_str());
     for e in &m.ejections {
-        let after = e.after.map_or("not ejected".into(), |d| {
+        let after = e.after.map_or("not ejected (still in rotation)".into(), |d| {
             format!("ejected after {}", human(d))
         });
         writeln!(

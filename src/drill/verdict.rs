@@ -157,9 +157,11 @@ fn within(
     }
 }
 
-/// `1.234s` or `87ms`.
+/// `8s`, `1.234s` or `87ms`.
 pub fn fmt_ms(d: Duration) -> String {
-    if d >= Duration::from_secs(1) {
+    if d >= Duration::from_secs(1) && d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d >= Duration::from_secs(1) {
         format!("{:.3}s", d.as_secs_f64())
     } else {
         format!("{}ms", d.as_millis())
