@@ -127,9 +127,11 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
     let name = |i: usize| r.members.get(i).map_or("?", |m| m.name.as_str());
     for e in &m.ejections {
-        let after = e.after.map_or("not ejected (still in rotation)".into(), |d| {
-            format!("ejected after {}", human(d))
-        });
+        let after = e
+            .after
+            .map_or("not ejected (still in rotation)".into(), |d| {
+                format!("ejected after {}", human(d))
+            });
         writeln!(
             f,
             "ejection  {} faulted at {:.3}s, {after}",
