@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! schema, parse, validate/   the scenario file: serde types, errors in sluice's style, rules
+//!                            (validate/: members and traffic, timeline, sluice, bounds)
 //! scenario                   validated types; the sluice config with the members filled in
 //! faults                     which member is faulted when (pure, over timeline steps)
 //! wire                       the banner / echo / sink protocol and payload checksums
@@ -17,7 +18,8 @@
 //! traffic                    the client load, every byte checked
 //! observe, access            member state sampled every 10ms; the access-log tap (redials)
 //! timeline                   plays the steps on schedule
-//! measure, verdict           numbers from what happened; bounds against them
+//! measure/, verdict          numbers from what happened (accounting.rs: against the access
+//!                            log); bounds against them
 //! report, text               the report as JSON and as text
 //! runner                     the order of it all, and the teardown
 //! ```

@@ -10,13 +10,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{ConfigError, ConfigErrors};
-use toml::{Table, Value};
+use toml::Value;
 
-use super::faults;
 use super::parse;
-use super::scenario::{Bounds, MemberSpec, Scenario, SluiceUnderTest, Step, Traffic};
-use super::schema::{BoundsFile, MemberFile, TrafficFile};
+use super::scenario::{MemberSpec, Scenario, Traffic};
+use super::schema::{MemberFile, TrafficFile};
 
+mod bounds;
+mod sluice;
 mod timeline;
 
 const MAX_PAYLOAD: i64 = 16 << 20;
@@ -200,195 +201,6 @@ impl Validator {
             duration,
             timeout,
         }
-    }
-
-    fn sluice(
-        &mut self,
-        inline: Option<Table>,
-        path: Option<&str>,
-        scenario: &Path,
-    ) -> Option<SluiceUnderTest> {
-        let (table, source, prefix) = match (inline, path) {
-            (Some(t), None) => (t, scenario.to_path_buf(), "sluice."),
-            (None, Some(p)) => {
-                let full = scenario.parent().unwrap_or(Path::new(".")).join(p);
-                match parse::table_file(&full) {
-                    Ok(t) => (t, full, ""),
-                    Err(e) => {
-                        self.errors.push(e);
-                        return None;
-                    }
-                }
-            }
-            (Some(_), Some(_)) => {
-                self.error(
-                    "sluice_config",
-                    None,
-                    "set either [sluice] (inline) or sluice_config (a path), not both",
-                );
-                return None;
-            }
-            (None, None) => {
-                self.error("sluice", None, "missing; the sluice config to drill, inline as [sluice] or as sluice_config = \"path\"");
-                return None;
-            }
-        };
-        let file = parse::file_name(&source);
-        let mut at = |key: &str, value: Option<String>, reason: String| {
-            self.errors.push(ConfigError::at_key(
-                &file,
-                format!("{prefix}{key}"),
-                value,
-                reason,
-            ));
-        };
-        if table.contains_key("admin") {
-            at(
-                "admin",
-                None,
-                "not allowed in a drill: the runner listens only on 127.0.0.1:0".into(),
-            );
-        }
-        let routes: Vec<(&String, &Value)> = table
-            .get("routes")
-            .and_then(Value::as_table)
-            .map(|t| t.iter().collect())
-            .unwrap_or_default();
-        let [(route, route_table)] = routes.as_slice() else {
-            let names: Vec<&str> = routes.iter().map(|(n, _)| n.as_str()).collect();
-            at(
-                "routes",
-                None,
-                format!(
-                    "a drill needs exactly one route (found {}: {})",
-                    names.len(),
-                    names.join(", ")
-                ),
-            );
-            return None;
-        };
-        let Some(pool) = route_table.get("pool").and_then(Value::as_str) else {
-            at(
-                &format!("routes.{route}.pool"),
-                None,
-                "missing; the pool the drill's members fill".into(),
-            );
-            return None;
-        };
-        let pools: Vec<&String> = table
-            .get("pools")
-            .and_then(Value::as_table)
-            .map(|t| t.keys().collect())
-            .unwrap_or_default();
-        if pools.as_slice() != [pool] {
-            let names: Vec<&str> = pools.iter().map(|n| n.as_str()).collect();
-            at(
-                "pools",
-                None,
-                format!(
-                    "a drill needs exactly one pool, the route's {pool:?} (found: {})",
-                    names.join(", ")
-                ),
-            );
-            return None;
-        }
-        let seed = table
-            .get("seed")
-            .and_then(Value::as_integer)
-            .and_then(|s| u64::try_from(s).ok());
-        Some(SluiceUnderTest {
-            route: route.to_string(),
-            pool: pool.to_string(),
-            table: table.clone(),
-            inline: !prefix.is_empty(),
-            source,
-            seed,
-        })
-    }
-
-    fn bounds(&mut self, b: &BoundsFile, members: &[MemberSpec], steps: &[Step]) -> Bounds {
-        let ratio = |v: &mut Self, key: &str, r: Option<f64>| {
-            if let Some(r) = r
-                && !(0.0..=1.0).contains(&r)
-            {
-                v.error(
-                    format!("bounds.{key}"),
-                    Some(r.to_string()),
-                    "must be between 0.0 and 1.0",
-                );
-            }
-            r
-        };
-        let count = |v: &mut Self, key: &str, n: Option<i64>| {
-            n.and_then(|n| {
-                u32::try_from(n).map(u64::from).ok().or_else(|| {
-                    v.error(
-                        format!("bounds.{key}"),
-                        Some(n.to_string()),
-                        "must be between 0 and 4294967295",
-                    );
-                    None
-                })
-            })
-        };
-        let bounds = Bounds {
-            ejected_within: b.ejected_within.map(|d| d.0),
-            returns_within: b.returns_within.map(|d| d.0),
-            backup_serves_within: b.backup_serves_within.map(|d| d.0),
-            max_client_failure_ratio: ratio(
-                self,
-                "max_client_failure_ratio",
-                b.max_client_failure_ratio,
-            ),
-            failed_after_ejection: count(self, "failed_after_ejection", b.failed_after_ejection),
-            max_transitions: count(self, "max_transitions", b.max_transitions).map(|n| n as u32),
-            all_bytes_intact: b.all_bytes_intact.unwrap_or(false),
-            load_share_of_slow_member_below: ratio(
-                self,
-                "load_share_of_slow_member_below",
-                b.load_share_of_slow_member_below,
-            ),
-        };
-        let planned = || steps.iter().map(|s| (s.at, &s.action));
-        let windows = faults::windows(members.len(), planned());
-        let needs = |v: &mut Self, set: bool, key: &str, ok: bool, why: &str| {
-            if set && !ok {
-                v.error(format!("bounds.{key}"), None, why.to_string());
-            }
-        };
-        needs(
-            self,
-            bounds.ejected_within.is_some() || bounds.failed_after_ejection.is_some(),
-            "ejected_within",
-            !windows.is_empty(),
-            "the timeline never faults a member (disable, kill or add_toxic)",
-        );
-        needs(
-            self,
-            bounds.returns_within.is_some(),
-            "returns_within",
-            windows.iter().any(|w| w.end.is_some()),
-            "the timeline never restores a faulted member (enable, restart, remove_toxic or reset)",
-        );
-        let primaries: Vec<usize> = (0..members.len())
-            .filter(|&m| members[m].tier == 0)
-            .collect();
-        let backups = members.iter().any(|m| m.tier > 0);
-        needs(
-            self,
-            bounds.backup_serves_within.is_some(),
-            "backup_serves_within",
-            backups && !faults::all_faulted(&windows, &primaries).is_empty(),
-            "needs a backup member (tier > 0) and a moment when every primary is faulted",
-        );
-        needs(
-            self,
-            bounds.load_share_of_slow_member_below.is_some(),
-            "load_share_of_slow_member_below",
-            !faults::toxic_windows(members.len(), planned()).is_empty(),
-            "the timeline adds no toxic, so no member is slow",
-        );
-        bounds
     }
 }
 
