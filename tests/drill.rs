@@ -236,6 +236,18 @@ fn bad_scenarios_name_file_key_and_reason() {
              [[members]]\nname = \"a\"\n[traffic]\n",
             "bad.toml: sluice.routes.app.conect_timeout = \"1s\": unknown key; did you mean connect_timeout?",
         ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.routes.web]\npool = \"app\"\n\
+             [sluice.pools.app]\n[[members]]\nname = \"a\"\n[traffic]\n",
+            "bad.toml: sluice.routes: a drill needs exactly one route (found 2: app, web)",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+             [traffic]\n[[timeline]]\nat = \"1s\"\naction = \"add_toxic\"\nmember = \"a\"\n\
+             toxic = { type = \"lag\" }\n",
+            "bad.toml: timeline[0].toxic.type = \"lag\": unknown toxic type (valid: latency, \
+             bandwidth, slow_close, timeout, reset_peer, limit_data, slicer, noop)",
+        ),
     ];
     for (text, expected) in cases {
         let err = Scenario::from_str(text, Path::new("bad.toml")).unwrap_err();

@@ -32,12 +32,14 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     let name = raw.name.or(stem).unwrap_or_else(|| "drill".to_string());
     let members = v.members(&raw.members);
+    let members_ok = v.errors.is_empty();
     let traffic = v.traffic(raw.traffic.as_ref());
     let timeline = v.timeline(&raw.timeline, &members, traffic.duration);
     let sluice = v.sluice(raw.sluice, raw.sluice_config.as_deref(), path);
     let bounds = v.bounds(&raw.bounds, &members, &timeline);
+    // sluice reports its own problems too, unless broken members would only echo ours.
     if let Some(sluice) = &sluice
-        && v.errors.is_empty()
+        && members_ok
     {
         // Placeholder addresses: the real ones are the proxies, known only at run time.
         let addrs: Vec<SocketAddr> = (1..=members.len() as u16)
