@@ -21,6 +21,8 @@ mod sluice;
 mod timeline;
 
 const MAX_PAYLOAD: i64 = 16 << 20;
+/// Each member is a server, a proxy and a health task; a drill needs a handful.
+const MAX_MEMBERS: usize = 64;
 
 pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors> {
     let file = parse::file_name(path);
@@ -42,8 +44,8 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
         && members_ok
     {
         // Placeholder addresses: the real ones are the proxies, known only at run time.
-        let addrs: Vec<SocketAddr> = (1..=members.len() as u16)
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+        let addrs: Vec<SocketAddr> = (1..=members.len())
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p as u16)))
             .collect();
         if let Err(e) = sluice.config(&members, &addrs, 0) {
             v.errors.extend(e.0);
@@ -87,6 +89,10 @@ impl Validator {
                 None,
                 "at least one [[members]] entry is required",
             );
+        }
+        if raw.len() > MAX_MEMBERS {
+            let reason = format!("{} members; a drill takes at most {MAX_MEMBERS}", raw.len());
+            self.error("members", None, reason);
         }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
