@@ -15,3 +15,24 @@ ci:
 # Validate every shipped config.
 check-configs:
     for f in config/*.toml; do cargo run -q -- check --config "$f"; done
+
+# Every chaos drill in chaos/scenarios (release build); JSON reports go to target/chaos/.
+# Exits non-zero if any drill misses a bound. TOXIPROXY_URL=http://127.0.0.1:8474 uses a real
+# Toxiproxy instead of starting sluice-toxiproxy.
+chaos:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    cargo build --release -q -p sluice -p sluice-toxiproxy || exit 1
+    target="${CARGO_TARGET_DIR:-target}"
+    mkdir -p "$target/chaos"
+    failed=()
+    for scenario in chaos/scenarios/*.toml; do
+        name="$(basename "$scenario" .toml)"
+        "$target/release/sluice" drill "$scenario" --json "$target/chaos/$name.json" || failed+=("$name")
+        echo
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "chaos: FAILED: ${failed[*]}"
+        exit 1
+    fi
+    echo "chaos: all drills passed (reports in $target/chaos/)"

@@ -9,14 +9,18 @@
 //! - [`health`]: one heartbeat task per member flipping its health after rise/fall probes.
 //! - [`relay`]: copies both directions with half-close and idle timeout.
 //! - [`server`]: builds everything from a [`config::Config`] and runs it until shutdown.
-//! - [`telemetry`]: metric names, the Prometheus recorder, logging.
-//! - [`admin`]: the admin HTTP API (status, drain/enable, `/metrics`) when `[admin]` is set.
+//! - [`telemetry`]: metric names, the Prometheus recorder, the access log.
+//! - [`admin`]: the admin HTTP API (status, drain/enable, reload, `/metrics`) when `[admin]`
+//!   is set.
+//! - [`drill`]: chaos drills: scenarios of faults run against a sluice in-process, with
+//!   verdicts (`sluice drill`).
 //!
 //! `main.rs` is a thin CLI over [`server::Server`]; integration tests drive the same type.
 
 pub mod admin;
 pub mod config;
 pub mod connect;
+pub mod drill;
 pub mod health;
 pub mod relay;
 pub mod route;

@@ -1,0 +1,168 @@
+//! A tap on sluice's access log: [`layer`] is a `tracing` layer that hands every access line
+//! (target `sluice::access`) to the drills that asked for it.
+//!
+//! The access log is how the drill sees redials (`attempts > 1`) and sluice's own byte counts,
+//! without a file or a parser: the runner keeps sluice in-process, so the events are right
+//! here. The subscriber is global to the process and may serve several drills at once (tests
+//! run in parallel), so each drill [`subscribe`]s with its members' addresses, which no other
+//! live drill shares, and gets only the lines about them. Without the layer installed nothing
+//! is tapped; the report then says redials were not observed.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::{Filtered, Targets};
+use tracing_subscriber::layer::{Context, Layer};
+
+use crate::telemetry::access_log::TARGET;
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static SINKS: Mutex<Vec<Sink>> = Mutex::new(Vec::new());
+
+/// One access line, the fields the drill reads.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccessEvent {
+    pub client: Option<SocketAddr>,
+    pub member: Option<String>,
+    pub attempts: u64,
+    pub outcome: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ms: f64,
+    /// When the line was written (the connection's end).
+    #[serde(skip)]
+    pub seen: Instant,
+}
+
+struct Sink {
+    id: u64,
+    members: HashSet<String>,
+    events: Arc<Mutex<Vec<AccessEvent>>>,
+}
+
+/// The tap, filtered to access lines so the rest of the logging keeps its own filter.
+pub fn layer<S>() -> Filtered<AccessTap, Targets, S>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    AccessTap.with_filter(Targets::new().with_target(TARGET, Level::INFO))
+}
+
+/// Whether [`layer`] is part of the global subscriber.
+pub fn is_installed() -> bool {
+    INSTALLED.load(Ordering::Acquire)
+}
+
+/// Collects access lines about `members` (sluice member names) until dropped.
+pub fn subscribe(members: impl IntoIterator<Item = String>) -> Subscription {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    sinks().push(Sink {
+        id,
+        members: members.into_iter().collect(),
+        events: Arc::clone(&events),
+    });
+    Subscription { id, events }
+}
+
+fn sinks() -> std::sync::MutexGuard<'static, Vec<Sink>> {
+    SINKS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A drill's share of the access log.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    events: Arc<Mutex<Vec<AccessEvent>>>,
+}
+
+impl Subscription {
+    /// Every line collected so far.
+    pub fn take(&self) -> Vec<AccessEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        sinks().retain(|s| s.id != self.id);
+    }
+}
+
+/// The layer itself; build it with [`layer`].
+#[derive(Debug, Clone, Copy)]
+pub struct AccessTap;
+
+impl<S: Subscriber> Layer<S> for AccessTap {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        INSTALLED.store(true, Ordering::Release);
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() != TARGET {
+            return;
+        }
+        let mut line = AccessEvent {
+            client: None,
+            member: None,
+            attempts: 0,
+            outcome: String::new(),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0.0,
+            seen: Instant::now(),
+        };
+        event.record(&mut line);
+        let Some(member) = &line.member else { return };
+        for sink in sinks().iter().filter(|s| s.members.contains(member)) {
+            sink.events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(line.clone());
+        }
+    }
+}
+
+impl Visit for AccessEvent {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "member" => self.member = Some(value.to_string()),
+            "outcome" => self.outcome = value.to_string(),
+            _ => {}
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "attempts" => self.attempts = value,
+            "bytes_up" => self.bytes_up = value,
+            "bytes_down" => self.bytes_down = value,
+            _ => {}
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_u64(field, value.max(0) as u64);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "duration_ms" {
+            self.duration_ms = value;
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `client = %addr` arrives here, formatted by its Display.
+        if field.name() == "client" {
+            self.client = format!("{value:?}").parse().ok();
+        }
+    }
+}

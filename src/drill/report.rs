@@ -1,0 +1,278 @@
+//! The drill report: built once from everything observed, printed as text (`Display`) or
+//! written as JSON (`Serialize`) with the same content, so CI artifacts and terminals agree.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use super::measure::{self, Inputs, Measures};
+use super::observe::History;
+use super::scenario::{Action, Scenario};
+use super::timeline::Injected;
+use super::traffic::ClientRecord;
+use super::verdict::{self, Verdict, fmt_ms};
+use super::wire::ServerKind;
+
+/// A drill's complete outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub file: String,
+    pub description: Option<String>,
+    pub seed: u64,
+    pub injector: String,
+    /// Where sluice listened.
+    pub listen: SocketAddr,
+    pub balance: String,
+    pub members: Vec<MemberInfo>,
+    pub traffic: TrafficInfo,
+    /// Faults, restores, member and breaker transitions, redials, in time order.
+    pub events: Vec<Event>,
+    pub per_second: Vec<Second>,
+    pub measures: Measures,
+    pub verdicts: Vec<Verdict>,
+    pub passed: bool,
+    pub injected: Vec<Injected>,
+    pub clients: Vec<ClientRecord>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberInfo {
+    pub name: String,
+    pub server: ServerKind,
+    pub tier: u8,
+    pub weight: u32,
+    pub server_addr: SocketAddr,
+    pub proxy: String,
+    /// What sluice dials: the member's proxy.
+    pub proxy_addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrafficInfo {
+    pub clients: usize,
+    pub rate: f64,
+    pub payload_min: u64,
+    pub payload_max: u64,
+    #[serde(rename = "duration_ms", serialize_with = "ms")]
+    pub duration: Duration,
+    #[serde(rename = "timeout_ms", serialize_with = "ms")]
+    pub timeout: Duration,
+}
+
+/// One line of the timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    #[serde(rename = "at_ms", serialize_with = "ms")]
+    pub at: Duration,
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// Clients by the second they arrived in.
+#[derive(Clone, Debug, Serialize)]
+pub struct Second {
+    pub second: u64,
+    pub ok: u64,
+    pub failed: u64,
+}
+
+/// What the runner knows about a finished drill, besides the measurement inputs.
+pub struct Setup {
+    pub seed: u64,
+    pub injector: String,
+    pub listen: SocketAddr,
+    pub balance: String,
+    pub members: Vec<MemberInfo>,
+    pub duration: Duration,
+}
+
+/// Measures, judges and lays out one drill.
+pub fn build(setup: Setup, i: &Inputs<'_>) -> Report {
+    let s: &Scenario = i.scenario;
+    let measures = measure::measure(i);
+    let verdicts = verdict::verdicts(&s.bounds, &measures, &s.members);
+    let passed = verdicts.iter().all(|v| v.pass);
+    let events = events(&setup, i, &measures);
+    Report {
+        scenario: s.name.clone(),
+        file: s.file.clone(),
+        description: s.description.clone(),
+        seed: setup.seed,
+        injector: setup.injector,
+        listen: setup.listen,
+        balance: setup.balance,
+        members: setup.members,
+        traffic: TrafficInfo {
+            clients: s.traffic.clients,
+            rate: s.traffic.rate,
+            payload_min: s.traffic.payload_min,
+            payload_max: s.traffic.payload_max,
+            duration: setup.duration,
+            timeout: s.traffic.timeout,
+        },
+        events,
+        per_second: per_second(i.clients),
+        measures,
+        verdicts,
+        passed,
+        injected: i.injected.to_vec(),
+        clients: i.clients.to_vec(),
+    }
+}
+
+fn events(setup: &Setup, i: &Inputs<'_>, m: &Measures) -> Vec<Event> {
+    let name = |k: usize| {
+        setup
+            .members
+            .get(k)
+            .map_or("?".to_string(), |m| m.name.clone())
+    };
+    let mut ev = vec![Event {
+        at: Duration::ZERO,
+        kind: "traffic",
+        text: "starts".into(),
+    }];
+    for s in i.injected {
+        let kind = match s.action {
+            Action::AddToxic { .. } | Action::Disable { .. } | Action::Kill { .. } => "fault",
+            _ => "restore",
+        };
+        match s.at {
+            Some(at) => ev.push(Event {
+                at,
+                kind,
+                text: s.text.clone(),
+            }),
+            None => ev.push(Event {
+                at: s.planned,
+                kind,
+                text: format!("{} (skipped: after the end of traffic)", s.text),
+            }),
+        }
+    }
+    ev.extend(transitions(i.history, &name));
+    if let Some(f) = &m.redials.first {
+        let client = f.client.map_or("?".into(), |c| c.to_string());
+        let member = f
+            .member
+            .as_deref()
+            .and_then(|a| setup.members.iter().find(|m| m.proxy_addr.to_string() == a));
+        let member = member.map_or("?", |m| m.name.as_str());
+        let text = format!(
+            "first successful redial: client {client} served by {member} after {} attempts",
+            f.attempts
+        );
+        ev.push(Event {
+            at: f.at,
+            kind: "redial",
+            text,
+        });
+    }
+    for b in &m.backup {
+        if let Some(after) = b.served_after {
+            ev.push(Event {
+                at: b.primaries_down_at + after,
+                kind: "serve",
+                text: "first client served by the backup tier".into(),
+            });
+        }
+    }
+    for r in &m.returns {
+        if let Some(after) = r.serves_after {
+            ev.push(Event {
+                at: r.restored_at + after,
+                kind: "serve",
+                text: format!("{} serves a client again", name(r.member)),
+            });
+        }
+    }
+    let total = i.clients.len();
+    ev.push(Event {
+        at: setup.duration,
+        kind: "traffic",
+        text: format!("ends ({total} clients)"),
+    });
+    ev.sort_by_key(|e| e.at);
+    // Several restores of one member (a flap) can find the same first served client.
+    ev.dedup_by(|a, b| a.at == b.at && a.kind == b.kind && a.text == b.text);
+    ev
+}
+
+/// Health and breaker changes after the first sample.
+fn transitions(h: &History, name: &dyn Fn(usize) -> String) -> Vec<Event> {
+    let mut ev = Vec::new();
+    for (m, changes) in h.changes.iter().enumerate() {
+        for w in changes.windows(2) {
+            let ((_, a), (at, b)) = (w[0], w[1]);
+            if a.up != b.up {
+                let (from, to) = if b.up { ("down", "up") } else { ("up", "down") };
+                ev.push(Event {
+                    at,
+                    kind: "member",
+                    text: format!("{} {from} → {to}", name(m)),
+                });
+            }
+            if a.breaker != b.breaker {
+                let text = format!(
+                    "{} breaker {} → {}",
+                    name(m),
+                    a.breaker.as_str(),
+                    b.breaker.as_str()
+                );
+                ev.push(Event {
+                    at,
+                    kind: "breaker",
+                    text,
+                });
+            }
+        }
+    }
+    ev
+}
+
+fn per_second(clients: &[ClientRecord]) -> Vec<Second> {
+    let last = clients.iter().map(|c| c.start.as_secs()).max().unwrap_or(0);
+    let mut out: Vec<Second> = (0..=last)
+        .map(|second| Second {
+            second,
+            ok: 0,
+            failed: 0,
+        })
+        .collect();
+    for c in clients {
+        if let Some(s) = out.get_mut(c.start.as_secs() as usize) {
+            if c.outcome.is_ok() {
+                s.ok += 1;
+            } else {
+                s.failed += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Serializes a duration as milliseconds (0.1ms resolution).
+pub fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 10_000.0).round() / 10.0)
+}
+
+pub fn opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ms(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        super::text::render(self, f)
+    }
+}
+
+/// `fmt_ms` for the text renderer.
+pub(super) fn human(d: Duration) -> String {
+    fmt_ms(d)
+}

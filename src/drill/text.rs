@@ -1,0 +1,181 @@
+//! The report as text: a header, the timeline, clients per second, bytes, verdicts.
+
+use std::fmt::{self, Write};
+
+use super::report::{Report, human};
+
+pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "drill {} ({})", r.scenario, r.file)?;
+    if let Some(d) = &r.description {
+        writeln!(f, "  {}", d.trim())?;
+    }
+    writeln!(f, "seed      {}", r.seed)?;
+    writeln!(f, "injector  {}", r.injector)?;
+    writeln!(f, "sluice    {} ({})", r.listen, r.balance)?;
+    for m in &r.members {
+        writeln!(
+            f,
+            "member    {:<8} {} tier {} weight {}: sluice → {} (proxy {}) → {}",
+            m.name,
+            m.server.as_str(),
+            m.tier,
+            m.weight,
+            m.proxy_addr,
+            m.proxy,
+            m.server_addr
+        )?;
+    }
+    let t = &r.traffic;
+    let payload = if t.payload_min == t.payload_max {
+        format!("{} B", t.payload_min)
+    } else {
+        format!("{}-{} B", t.payload_min, t.payload_max)
+    };
+    writeln!(
+        f,
+        "traffic   {} clients at most, {}/s, {payload} payloads, {}, timeout {}",
+        t.clients,
+        t.rate,
+        human(t.duration),
+        human(t.timeout)
+    )?;
+
+    writeln!(f, "\ntimeline")?;
+    for e in &r.events {
+        writeln!(
+            f,
+            "  {:>9.3}s  {:<8} {}",
+            e.at.as_secs_f64(),
+            e.kind,
+            e.text
+        )?;
+    }
+
+    writeln!(f, "\nclients per second (by arrival)")?;
+    let mut line = String::new();
+    for s in &r.per_second {
+        let mark = if s.failed > 0 { "!" } else { " " };
+        let _ = write!(
+            line,
+            " {:>3}s {:>4} ok {:>3} failed{mark}",
+            s.second, s.ok, s.failed
+        );
+        if (s.second + 1) % 4 == 0 {
+            writeln!(f, "{line}")?;
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        writeln!(f, "{line}")?;
+    }
+
+    let m = &r.measures;
+    let outcomes: Vec<String> = m
+        .clients
+        .by_outcome
+        .iter()
+        .filter(|(k, _)| **k != "ok")
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let detail = if outcomes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", outcomes.join(", "))
+    };
+    writeln!(
+        f,
+        "\nclients   {} in all: {} ok, {} failed{detail}",
+        m.clients.total, m.clients.ok, m.clients.failed
+    )?;
+    if m.redials.observed {
+        writeln!(
+            f,
+            "redials   {} successful connections needed more than one member (access log)",
+            m.redials.count
+        )?;
+    } else {
+        writeln!(
+            f,
+            "redials   not observed (the access-log tap is not installed)"
+        )?;
+    }
+    let b = &m.bytes;
+    writeln!(
+        f,
+        "bytes     {} connections verified by checksum, {:.1} MB of payload; {} corrupt",
+        b.verified,
+        b.payload_bytes as f64 / 1e6,
+        b.corrupt
+    )?;
+    writeln!(
+        f,
+        "          access log agrees on bytes both ways for {}, disagrees for {}, missing for {}",
+        b.access_agrees, b.access_disagrees, b.access_missing
+    )?;
+    for d in &b.disagreements {
+        writeln!(
+            f,
+            "          client {} ({}): sent {} received {}, access log up {} down {} ({})",
+            d.client,
+            d.local.map_or("?".into(), |l| l.to_string()),
+            d.sent,
+            d.received,
+            d.access_up,
+            d.access_down,
+            d.access_outcome
+        )?;
+    }
+    let name = |i: usize| r.members.get(i).map_or("?", |m| m.name.as_str());
+    for e in &m.ejections {
+        let after = e
+            .after
+            .map_or("not ejected (still in rotation)".into(), |d| {
+                format!("ejected after {}", human(d))
+            });
+        writeln!(
+            f,
+            "ejection  {} faulted at {:.3}s, {after}",
+            name(e.member),
+            e.fault_at.as_secs_f64()
+        )?;
+    }
+    for x in &m.returns {
+        let back = x
+            .back_after
+            .map_or("not back".into(), |d| format!("back after {}", human(d)));
+        let serves = x.serves_after.map_or("served no client".into(), |d| {
+            format!("served a client after {}", human(d))
+        });
+        writeln!(
+            f,
+            "return    {} restored at {:.3}s, {back}, {serves}",
+            name(x.member),
+            x.restored_at.as_secs_f64()
+        )?;
+    }
+    for x in &m.backup {
+        let served = x
+            .served_after
+            .map_or("backup served no client".into(), |d| {
+                format!("backup served after {}", human(d))
+            });
+        writeln!(
+            f,
+            "failover  every primary faulted at {:.3}s, {served}",
+            x.primaries_down_at.as_secs_f64()
+        )?;
+    }
+
+    writeln!(f, "\nverdicts")?;
+    for v in &r.verdicts {
+        let mark = if v.pass { "PASS" } else { "FAIL" };
+        writeln!(f, "  {mark}  {} = {}: {}", v.bound, v.limit, v.measured)?;
+    }
+    let met = r.verdicts.iter().filter(|v| v.pass).count();
+    let result = if r.passed { "PASS" } else { "FAIL" };
+    write!(
+        f,
+        "result    {result} ({met} of {} bounds met)",
+        r.verdicts.len()
+    )
+}

@@ -1,0 +1,313 @@
+//! Chaos drills in CI: three shipped scenarios run through the library with their own bounds,
+//! a bound that cannot be met fails the verdict, one seed repeats the same member choices,
+//! and `sluice drill` maps all of that to exit codes. The full set runs with `just chaos`.
+//!
+//! The fault injector is `sluice-toxiproxy`, found next to the test binary (`cargo test
+//! --workspace` builds it) or built on demand; `TOXIPROXY_URL` points the drills at a real
+//! Toxiproxy instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sluice::drill::{self, InjectorChoice, Report, RunOptions, Scenario};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+/// The access-log tap (redials, byte counts) plus test-captured logs (`RUST_LOG`, default
+/// error: a drill makes sluice warn about every fault it survives).
+fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(filter),
+        )
+        .with(drill::access::layer())
+        .try_init();
+}
+
+fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("chaos/scenarios")
+        .join(format!("{name}.toml"))
+}
+
+fn options() -> RunOptions {
+    RunOptions {
+        injector: InjectorChoice::from_env(),
+        ..Default::default()
+    }
+}
+
+async fn run_shipped(name: &str) -> Report {
+    init();
+    let scenario = Scenario::from_file(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
+    let report = drill::run(&scenario, &options())
+        .await
+        .unwrap_or_else(|e| panic!("drill {name} could not run: {e}"));
+    assert!(report.passed, "drill {name} missed a bound:\n{report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_down_is_ejected_and_returns_without_client_failures() {
+    let report = run_shipped("member-down").await;
+    assert_eq!(report.measures.failed_after_ejection, 0);
+    assert!(
+        report.measures.redials.observed,
+        "the access tap is installed"
+    );
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.kind == "member" && e.text == "b up → down")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reset_storm_opens_the_breaker_and_redials() {
+    let report = run_shipped("reset-storm").await;
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.text == "b breaker closed → open"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_close_keeps_every_completed_connection_whole() {
+    let report = run_shipped("half-close").await;
+    let bytes = &report.measures.bytes;
+    assert!(bytes.verified > 0 && bytes.corrupt == 0 && bytes.access_disagrees == 0);
+    // limit_data on c cuts every upload it gets: those clients fail, visibly.
+    let on_c = report.clients.iter().filter(|c| c.member == Some(2));
+    assert!(on_c.clone().count() > 0 && on_c.clone().all(|c| !c.outcome.is_ok()));
+}
+
+/// A two-member drill: member b is killed at 300ms; traffic lasts 1.5s.
+fn short_scenario(balance: &str, clients: u32, bounds: &str) -> Scenario {
+    let text = format!(
+        r#"
+        [sluice]
+        seed = 1
+        [sluice.routes.app]
+        pool = "app"
+        [sluice.pools.app]
+        balance = "{balance}"
+        [sluice.pools.app.health]
+        interval = "100ms"
+        timeout = "100ms"
+        fall = 1
+        expect = "SLDRHELO"
+
+        [[members]]
+        name = "a"
+        [[members]]
+        name = "b"
+        [[members]]
+        name = "c"
+
+        [traffic]
+        clients = {clients}
+        rate = 100
+        payload = 1024
+        duration = "1500ms"
+
+        [[timeline]]
+        at = "300ms"
+        action = "kill"
+        member = "b"
+
+        [bounds]
+        {bounds}
+        "#
+    );
+    Scenario::from_str(&text, Path::new("short.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_impossible_bound_fails_the_verdict() {
+    init();
+    let scenario = short_scenario(
+        "round_robin",
+        8,
+        "ejected_within = \"1ns\"\nmax_client_failure_ratio = 0.5",
+    );
+    let report = drill::run(&scenario, &options()).await.unwrap();
+    assert!(!report.passed, "{report}");
+    let ejected = &report.verdicts[0];
+    assert_eq!(ejected.bound, "ejected_within");
+    assert!(!ejected.pass, "{report}");
+    assert!(
+        report.verdicts[1].pass,
+        "the reachable bound still passes:\n{report}"
+    );
+    assert!(report.to_string().contains("FAIL  ejected_within = 1ns"));
+}
+
+/// The members sequential clients reached, in arrival order.
+async fn members_chosen(seed: u64) -> Vec<u32> {
+    let mut scenario = short_scenario("p2c", 1, "");
+    // No fault: only the balancer decides.
+    scenario.timeline.clear();
+    let options = RunOptions {
+        seed: Some(seed),
+        duration: Some(Duration::from_millis(600)),
+        ..options()
+    };
+    let report = drill::run(&scenario, &options).await.unwrap();
+    assert_eq!(report.seed, seed);
+    report.clients.iter().filter_map(|c| c.member).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_seed_makes_the_same_member_choices() {
+    init();
+    let (first, again, other) = (
+        members_chosen(7).await,
+        members_chosen(7).await,
+        members_chosen(8).await,
+    );
+    // Runs may fit a different number of clients in the same time; their choices must agree.
+    let n = first.len().min(again.len()).min(other.len());
+    assert!(n >= 20, "too few clients to compare: {n}");
+    assert_eq!(first[..n], again[..n], "same seed, same arrival order");
+    assert_ne!(first[..n], other[..n], "another seed picks differently");
+    assert!(
+        (0..3).all(|m| first.contains(&m)),
+        "p2c uses every member: {first:?}"
+    );
+}
+
+#[test]
+fn every_shipped_scenario_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/scenarios");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| {
+            let s = Scenario::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                s.traffic.duration <= Duration::from_secs(15),
+                "{} is too long",
+                s.name
+            );
+            s.name
+        })
+        .collect();
+    names.sort();
+    let expected = [
+        "blackhole",
+        "dc-failover",
+        "flap",
+        "half-close",
+        "member-down",
+        "reset-storm",
+        "slow-and-thin",
+    ];
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn bad_scenarios_name_file_key_and_reason() {
+    let cases = [
+        (
+            "[traffic]\nclinets = 1\n",
+            "bad.toml: traffic.clinets = 1: unknown key; did you mean clients?",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+             [traffic]\n[[timeline]]\nat = \"1s\"\naction = \"kill\"\nmember = \"z\"\n",
+            "bad.toml: timeline[0].member = \"z\": no such member (defined: a)",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+             [traffic]\n[bounds]\nejected_within = \"1s\"\n",
+            "bad.toml: bounds.ejected_within: the timeline never faults a member (disable, kill or add_toxic)",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\nconect_timeout = \"1s\"\n[sluice.pools.app]\n\
+             [[members]]\nname = \"a\"\n[traffic]\n",
+            "bad.toml: sluice.routes.app.conect_timeout = \"1s\": unknown key; did you mean connect_timeout?",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.routes.web]\npool = \"app\"\n\
+             [sluice.pools.app]\n[[members]]\nname = \"a\"\n[traffic]\n",
+            "bad.toml: sluice.routes: a drill needs exactly one route (found 2: app, web)",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+             [traffic]\n[[timeline]]\nat = \"1s\"\naction = \"add_toxic\"\nmember = \"a\"\n\
+             toxic = { type = \"lag\" }\n",
+            "bad.toml: timeline[0].toxic.type = \"lag\": unknown toxic type (valid: latency, \
+             bandwidth, slow_close, timeout, reset_peer, limit_data, slicer, noop)",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = Scenario::from_str(text, Path::new("bad.toml")).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.lines().any(|l| l == expected),
+            "expected {expected:?} in:\n{message}"
+        );
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-drill-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn cli_exit_codes_are_64_for_a_bad_scenario_and_1_for_a_missed_bound() {
+    let dir = temp_dir("cli");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[traffic]\nrate = \"fast\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["drill"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml: traffic.rate = \"fast\": expected a number, found string"),
+        "{stderr}"
+    );
+
+    let missed = dir.join("missed.toml");
+    std::fs::write(
+        &missed,
+        "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+         [traffic]\nrate = 50\nduration = \"300ms\"\n[bounds]\nmax_client_failure_ratio = 0.0\n\
+         all_bytes_intact = true\n[[timeline]]\nat = \"0s\"\naction = \"disable\"\nmember = \"a\"\n",
+    )
+    .unwrap();
+    let json = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["drill", "--seed", "5", "--json"])
+        .arg(&json)
+        .arg(&missed)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("seed      5"), "{stdout}");
+    assert!(stdout.contains("result    FAIL"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["seed"], 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
