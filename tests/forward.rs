@@ -243,3 +243,31 @@ async fn reuse_port_listeners_share_one_address_and_serve_every_connection() {
     }
     assert_eq!(sluice.stop().await.cut, 0);
 }
+
+#[tokio::test]
+async fn a_second_stop_signal_cuts_live_connections_at_once() {
+    let echo = Upstream::start(Behavior::Echo).await;
+    // A grace far longer than the test: only cut_now can end the run in time.
+    let text = config("", &format!(r#"members = [{{ addr = "{}" }}]"#, echo.addr))
+        .replace(r#"shutdown_grace = "10s""#, r#"shutdown_grace = "1h""#);
+    let sluice = Sluice::start(&text).await;
+    let mut live = TcpStream::connect(sluice.addr("web")).await.unwrap();
+    live.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    live.read_exact(&mut one).await.unwrap();
+
+    sluice.shutdown.stop();
+    sluice.shutdown.cut_now();
+    let summary = tokio::time::timeout(Duration::from_secs(5), sluice.run)
+        .await
+        .expect("the second signal ends the drain at once")
+        .unwrap();
+    assert_eq!(summary.cut, 1);
+    let read = tokio::time::timeout(Duration::from_secs(5), live.read(&mut one))
+        .await
+        .unwrap();
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the cut client is closed: {read:?}"
+    );
+}
