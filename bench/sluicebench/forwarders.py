@@ -1,0 +1,348 @@
+"""The forwarders under test: for each, its config file and command line.
+
+Every forwarder listens on 127.0.0.1 only, with the same settings where they have one: listen
+backlog 1024, TCP_NODELAY on both sides, idle/client/server timeouts of 10 minutes (longer than
+any measurement), no access log, connection capacity raised to what the idle test needs.
+``Direct`` is the reference with no forwarder: the client talks to the upstream itself.
+
+sluice's config is built from :data:`SLUICE_PROFILES`, a dict per profile merged over a base
+config, so new keys (retry, breaker, rate limit) are one line in the "full" profile when they
+land.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import procs
+from .upstreams import NGINX_STREAM_MODULE
+
+# sluice profiles, merged over the base config built in `sluice_config`. "route" and "pool" go into
+# [routes.bench] and [pools.up], "health" into [pools.up.health]; "env" is the process environment.
+SLUICE_PROFILES: dict[str, dict] = {
+    # The relay alone: no probes, every member counts as up.
+    "bare": {
+        "route": {},
+        "pool": {},
+        "health": {"enabled": False},
+        "env": {"RUST_LOG": "warn"},
+    },
+    # What an operator runs. Health checks every 2 s (the default). Add here, when the keys exist:
+    #   "route": {"retry": {...}, "rate_limit": {...}}, "pool": {"breaker": {...}}
+    "full": {
+        "route": {},
+        "pool": {},
+        "health": {"enabled": True, "interval": "2s", "timeout": "1s", "rise": 2, "fall": 3},
+        # Per-connection "connection closed" lines are info; other forwarders log no access log
+        # either, so the comparison keeps them off. Set "info" to measure their cost.
+        "env": {"RUST_LOG": "warn"},
+    },
+}
+
+IDLE_TIMEOUT = "10m"
+
+
+@dataclass
+class Setup:
+    """What one forwarder instance must do."""
+
+    listen_port: int
+    upstreams: list[int]
+    # Client connections the forwarder must accept at once (the idle test raises it).
+    max_conns: int = 4096
+    # Probe every upstream at this interval ("1s"), for the health-cost figure; None = the
+    # forwarder's usual settings.
+    health_interval: str | None = None
+
+
+@dataclass
+class Running:
+    """A started forwarder. ``proc`` is None for ``direct``."""
+
+    port: int
+    proc: procs.Proc | None
+    argv: list[str] = field(default_factory=list)
+    config: str = ""
+
+
+class Forwarder:
+    """Base class: ``id`` (stable key in results), ``label`` (report), ``settings`` (one line)."""
+
+    id = ""
+    label = ""
+    settings = ""
+    # Can probe members actively (the health-cost figure).
+    health_probes = False
+
+    def available(self) -> str | None:
+        """None if it can run here, else why not."""
+        return None
+
+    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
+        """Writes any config file into ``workdir``; returns (argv, config text)."""
+        raise NotImplementedError
+
+    def check(self, argv: list[str], workdir: Path) -> None:
+        """Validates the config before starting (``haproxy -c``, ``nginx -t``, ``sluice check``)."""
+
+    def env(self) -> dict[str, str] | None:
+        """Environment for the process (None = inherit)."""
+        return None
+
+    def start(self, setup: Setup, workdir: Path) -> Running:
+        """Writes config, checks it, starts the process and waits until it listens."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv, config = self.write_config(setup, workdir)
+        self.check(argv, workdir)
+        env = self.env()
+        if env is not None:
+            env = {**os.environ, **env}
+        proc = procs.start(self.id, argv, workdir, env=env)
+        procs.wait_listening(setup.listen_port, proc)
+        return Running(setup.listen_port, proc, argv, config)
+
+    def stop(self, running: Running) -> None:
+        """Stops it (and its workers or children) by PID."""
+        if running.proc is not None:
+            procs.stop(running.proc)
+
+
+# === direct ===
+
+
+class Direct(Forwarder):
+    id = "direct"
+    label = "direct (no forwarder)"
+    settings = "client connects straight to the upstream; reference only"
+
+    def start(self, setup: Setup, workdir: Path) -> Running:
+        return Running(setup.upstreams[0], None)
+
+
+# === sluice ===
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def sluice_config(profile: str, setup: Setup) -> dict:
+    """The sluice config for ``setup`` under ``profile`` (a key of :data:`SLUICE_PROFILES`)."""
+    p = SLUICE_PROFILES[profile]
+    health = dict(p["health"])
+    if setup.health_interval is not None:
+        health.update({"enabled": True, "interval": setup.health_interval,
+                       "fast_interval": setup.health_interval})
+    pool = _merge({"members": [{"addr": f"127.0.0.1:{u}"} for u in setup.upstreams]}, p["pool"])
+    pool["health"] = health
+    route = _merge({"listen": f"127.0.0.1:{setup.listen_port}", "pool": "up",
+                    "idle_timeout": IDLE_TIMEOUT, "backlog": 1024}, p["route"])
+    return {"shutdown_grace": "1s", "routes": {"bench": route}, "pools": {"up": pool}}
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        if v and all(isinstance(x, dict) for x in v):
+            return "[\n" + "".join(f"  {_toml_value(x)},\n" for x in v) + "]"
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML for {v!r}")
+
+
+def to_toml(doc: dict, prefix: str = "") -> str:
+    """A small TOML writer for the shapes sluice configs use: scalars, arrays, inline tables in
+    arrays, nested tables."""
+    lines, tables = [], []
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in tables:
+        name = f"{prefix}.{k}" if prefix else k
+        scalars = {a: b for a, b in v.items() if not isinstance(b, dict)}
+        if scalars or not v:
+            out += f"\n[{name}]\n" + to_toml(scalars, name)
+        out += to_toml({a: b for a, b in v.items() if isinstance(b, dict)}, name)
+    return out
+
+
+class Sluice(Forwarder):
+    health_probes = True
+
+    def __init__(self, binary: Path, profile: str):
+        self.binary = binary
+        self.profile = profile
+        self.id = f"sluice-{profile}"
+        self.label = f"sluice ({profile})"
+        self.health_probes = SLUICE_PROFILES[profile]["health"].get("enabled", True)
+        h = SLUICE_PROFILES[profile]["health"]
+        self.settings = ("health checks off" if not h.get("enabled", True)
+                         else f"health checks every {h.get('interval', '2s')}") + \
+            f"; RUST_LOG={SLUICE_PROFILES[profile]['env'].get('RUST_LOG', 'info')}; tokio runtime default (one worker per core)"
+
+    def available(self) -> str | None:
+        return None if self.binary.exists() else f"{self.binary} not built"
+
+    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
+        text = f"# sluicebench: sluice profile {self.profile} (generated)\n" + \
+            to_toml(sluice_config(self.profile, setup))
+        path = workdir / "sluice.toml"
+        path.write_text(text)
+        return [str(self.binary), "run", "--config", str(path)], text
+
+    def check(self, argv: list[str], workdir: Path) -> None:
+        procs.run([str(self.binary), "check", "--config", argv[-1]], timeout=20,
+                  log_dir=workdir, name="sluice-check")
+
+    def env(self) -> dict[str, str] | None:
+        return SLUICE_PROFILES[self.profile]["env"]
+
+
+# === HAProxy ===
+
+
+class HAProxy(Forwarder):
+    health_probes = True
+
+    def __init__(self, splice: bool):
+        self.splice = splice
+        self.id = "haproxy-splice" if splice else "haproxy"
+        self.label = "HAProxy (splice-auto)" if splice else "HAProxy"
+        self.settings = ("mode tcp, " + ("option splice-auto" if splice else "no splice")
+                         + ", nbthread default (one per core), no log")
+        if splice:
+            self.health_probes = False  # the health-cost figure runs plain HAProxy once
+
+    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
+        check = f" check inter {setup.health_interval}" if setup.health_interval else ""
+        servers = "\n".join(f"    server s{i} 127.0.0.1:{u}{check}"
+                            for i, u in enumerate(setup.upstreams))
+        text = f"""# sluicebench: HAProxy (generated)
+global
+    maxconn {setup.max_conns + 100}
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client {IDLE_TIMEOUT}
+    timeout server {IDLE_TIMEOUT}
+{"    option splice-auto" if self.splice else "    # no splice"}
+frontend bench
+    bind 127.0.0.1:{setup.listen_port} backlog 1024
+    default_backend up
+backend up
+    balance roundrobin
+{servers}
+"""
+        path = workdir / "haproxy.cfg"
+        path.write_text(text)
+        return ["haproxy", "-db", "-f", str(path)], text
+
+    def check(self, argv: list[str], workdir: Path) -> None:
+        procs.run(["haproxy", "-c", "-q", "-f", argv[-1]], timeout=20, log_dir=workdir,
+                  name="haproxy-check")
+
+
+# === nginx stream ===
+
+
+class NginxStream(Forwarder):
+    def __init__(self, workers: str):
+        self.workers = workers
+        self.id = f"nginx-{workers}"
+        self.label = f"nginx stream (workers {workers})"
+        self.settings = f"stream module, worker_processes {workers}, proxy_timeout {IDLE_TIMEOUT}, no access log"
+
+    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
+        nofile = procs.nofile_hard_limit()
+        text = f"""# sluicebench: nginx stream (generated)
+load_module {NGINX_STREAM_MODULE};
+daemon off;
+master_process on;
+worker_processes {self.workers};
+worker_rlimit_nofile {nofile};
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections {max(4096, nofile - 100)}; }}
+stream {{
+    server {{
+        listen 127.0.0.1:{setup.listen_port} backlog=1024;
+        proxy_pass 127.0.0.1:{setup.upstreams[0]};
+        proxy_connect_timeout 5s;
+        proxy_timeout {IDLE_TIMEOUT};
+        tcp_nodelay on;
+    }}
+}}
+"""
+        path = workdir / "nginx.conf"
+        path.write_text(text)
+        return ["nginx", "-p", f"{workdir}/", "-c", str(path), "-e", f"{workdir}/error.log"], text
+
+    def check(self, argv: list[str], workdir: Path) -> None:
+        procs.run(argv + ["-t", "-q"], timeout=20, log_dir=workdir, name="nginx-check")
+
+
+# === socat ===
+
+
+class Socat(Forwarder):
+    id = "socat"
+    label = "socat"
+    settings = "TCP-LISTEN:port,fork,reuseaddr,backlog=1024 (+bind=127.0.0.1, nodelay); one process per connection"
+
+    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
+        argv = ["socat",
+                f"TCP-LISTEN:{setup.listen_port},bind=127.0.0.1,fork,reuseaddr,backlog=1024,nodelay",
+                f"TCP:127.0.0.1:{setup.upstreams[0]},nodelay"]
+        return argv, ""
+
+
+# === naive tokio forwarder ===
+
+
+class Naive(Forwarder):
+    id = "naive"
+    label = "naive tokio (copy_bidirectional)"
+    settings = "examples/naive_forward.rs: accept, connect, copy_bidirectional; tokio default runtime"
+
+    def __init__(self, binary: Path):
+        self.binary = binary
+
+    def available(self) -> str | None:
+        return None if self.binary.exists() else f"{self.binary} not built"
+
+    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
+        return [str(self.binary), f"127.0.0.1:{setup.listen_port}",
+                f"127.0.0.1:{setup.upstreams[0]}"], ""
+
+
+def all_forwarders(sluice_bin: Path, naive_bin: Path) -> list[Forwarder]:
+    """Every forwarder, in report order."""
+    return [
+        Direct(),
+        Sluice(sluice_bin, "bare"),
+        Sluice(sluice_bin, "full"),
+        HAProxy(splice=False),
+        HAProxy(splice=True),
+        NginxStream("1"),
+        NginxStream("auto"),
+        Socat(),
+        Naive(naive_bin),
+    ]
