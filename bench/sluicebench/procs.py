@@ -235,6 +235,15 @@ def memory_kib(root: int) -> tuple[int, int, int]:
     return (sum(_status_kib(p, "VmRSS") for p in pids), sum(_pss_kib(p) for p in pids), len(pids))
 
 
+def tcp_active_opens() -> int:
+    """ActiveOpens from /proc/net/snmp: connect() attempts (SYNs sent) in this network namespace.
+
+    Counts a health probe whatever happens next; HAProxy's pure TCP checks answer the SYN-ACK
+    with a reset, so the listener never sees them established or accepted."""
+    rows = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines() if ln.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("ActiveOpens")])
+
+
 # === ports ===
 
 _HANDED_OUT: set[int] = set()

@@ -193,10 +193,17 @@ def render_markdown(data: dict, png_name: str) -> str:
     probes = data["extra"].get("health_cpu", {})
     if probes:
         out += ["### Health probes observed", "",
-                "Accepts per second counted by the listeners (expected ≈ members ÷ interval).", "",
-                "| forwarder | probes/s per round |", "|---|---|"]
+                "Probes per second, expected ≈ members ÷ interval. *accepted*: counted by the "
+                "listeners' accept(). HAProxy's pure TCP check answers the SYN-ACK with a reset, "
+                "so its probes are never established on the listener's side and do not show "
+                "there. *connects*: the kernel's TCP ActiveOpens counter over the window (SYNs "
+                "sent), which counts every probe, plus any other loopback traffic in this "
+                "network namespace.", "",
+                "| forwarder | accepted/s per round | connects/s per round |", "|---|---|---|"]
         for fw, runs in probes.items():
-            out.append(f"| {_label(data, fw)} | {', '.join(str(r['probes_per_second']) for r in runs)} |")
+            acc = ", ".join(str(r.get("accepted_per_second")) for r in runs)
+            opens = ", ".join(str(r.get("active_opens_per_second")) for r in runs)
+            out.append(f"| {_label(data, fw)} | {acc} | {opens} |")
         out.append("")
 
     out += ["## Commands", "",

@@ -106,13 +106,17 @@ def _start(ctx: Context, fw: Forwarder, setup: Setup, *parts) -> Running:
     return running
 
 
-def _wait_children_gone(running: Running, timeout: float = 5.0) -> None:
-    """Waits until a fork-per-connection forwarder has reaped its children, so their CPU is in
-    the parent's cutime/cstime."""
+def _process_count(running: Running) -> int:
+    return len(procs.tree_pids(running.proc.pid)) if running.proc else 0
+
+
+def _wait_children_gone(running: Running, baseline: int, timeout: float = 5.0) -> None:
+    """Waits until a fork-per-connection forwarder is back to ``baseline`` processes, so its
+    children's CPU is in the parent's cutime/cstime."""
     if running.proc is None:
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(procs.tree_pids(running.proc.pid)) > 1:
+    while time.monotonic() < deadline and _process_count(running) > baseline:
         time.sleep(0.05)
 
 
@@ -179,9 +183,10 @@ def throughput(ctx: Context, fw: Forwarder, rnd: int) -> None:
     try:
         for n in (1, 8):
             try:
+                nprocs = _process_count(running)
                 cpu0 = procs.cpu_seconds(running.proc.pid) if running.proc else 0.0
                 data = _iperf(ctx, running.port, n)
-                _wait_children_gone(running)
+                _wait_children_gone(running, nprocs)
                 cpu1 = procs.cpu_seconds(running.proc.pid) if running.proc else 0.0
                 recv = data["end"]["sum_received"]
                 r.add(f"tput_{n}", fw.id, recv["bits_per_second"] / 1e9)
@@ -232,6 +237,7 @@ def http(ctx: Context, fw: Forwarder, rnd: int) -> None:
             r.note(m, fw.id, f"failed to start: {e}")
         return
     try:
+        nprocs = _process_count(running)
         _wrk(ctx, running.port, 2, False, 1, None)  # warm-up
         try:
             res = _wrk(ctx, running.port, p.wrk_close_conns, True, p.wrk_seconds, "wrk close")
@@ -242,7 +248,7 @@ def http(ctx: Context, fw: Forwarder, rnd: int) -> None:
                 r.note("conn_rate", fw.id, "wrk reported errors (see extra)")
         except Exception as e:  # noqa: BLE001
             r.note("conn_rate", fw.id, f"failed: {str(e)[:300]}")
-        _wait_children_gone(running)
+        _wait_children_gone(running, nprocs)
         try:
             res = _wrk(ctx, running.port, p.wrk_ka_conns, False, p.wrk_seconds, "wrk keep-alive")
             r.add("ka_p50", fw.id, res["p50_us"] / 1e3)
@@ -360,11 +366,15 @@ def health(ctx: Context, fw: Forwarder, rnd: int) -> None:
         running = _start(ctx, fw, Setup(procs.free_port(), targets.ports,
                                         health_interval=p.health_interval), "health", fw.id, rnd)
         time.sleep(p.health_warmup_seconds)
-        a0, cpu0, t0 = targets.accepted(), procs.cpu_seconds(running.proc.pid), time.monotonic()
+        a0, o0 = targets.accepted(), procs.tcp_active_opens()
+        cpu0, t0 = procs.cpu_seconds(running.proc.pid), time.monotonic()
         time.sleep(p.health_seconds)
-        a1, cpu1, t1 = targets.accepted(), procs.cpu_seconds(running.proc.pid), time.monotonic()
+        cpu1, t1 = procs.cpu_seconds(running.proc.pid), time.monotonic()
+        a1, o1 = targets.accepted(), procs.tcp_active_opens()
         r.add("health_cpu", fw.id, (cpu1 - cpu0) / (t1 - t0) * 100)
-        r.add_extra("health_cpu", fw.id, {"probes_per_second": round((a1 - a0) / (t1 - t0), 1)})
+        r.add_extra("health_cpu", fw.id, {
+            "accepted_per_second": round((a1 - a0) / (t1 - t0), 1),
+            "active_opens_per_second": round((o1 - o0) / (t1 - t0), 1)})
     except Exception as e:  # noqa: BLE001
         r.note("health_cpu", fw.id, f"failed: {str(e)[:300]}")
     finally:
