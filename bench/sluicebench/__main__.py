@@ -205,22 +205,26 @@ def main(argv: list[str]) -> int:
                 skipped[fw.id] = reason
             else:
                 usable.append(fw)
-        run_rounds(ctx, usable, only, idle_levels)
+        if usable:
+            run_rounds(ctx, usable, only, idle_levels)
     except Watchdog as e:
         errors.append(str(e))
         print(f"sluicebench: {e}", flush=True)
     except KeyboardInterrupt:
         interrupted = True
         print("sluicebench: interrupted; stopping every process", flush=True)
+    except BaseException:
+        print(f"sluicebench: failed; configs and logs kept in {workdir}", flush=True)
+        raise
     finally:
         signal.alarm(0)
         procs.stop_all()
     if interrupted:
         return 130
 
-    used_metrics = [m.to_dict() for m in metric_list(params.idle_levels, substitute)]
-    if "health" not in only:
-        used_metrics = [m for m in used_metrics if m["id"] != "health_cpu"]
+    used_metrics = [m.to_dict() for m in metric_list(params.idle_levels, substitute,
+                                                     params.health_members, params.health_interval)
+                    if m.scenario in only]
     for fw_id, reason in skipped.items():
         for m in used_metrics:
             results.note(m["id"], fw_id, f"skipped: {reason}")

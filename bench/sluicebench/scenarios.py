@@ -123,6 +123,16 @@ def _wait_children_gone(running: Running, baseline: int, timeout: float = 5.0) -
 # === smoke ===
 
 
+def _panic_message(proc: procs.Proc) -> str:
+    """A Rust panic's location and message from the log (the backtrace is left out), else the
+    log's last line."""
+    lines = proc.log_tail(200).splitlines()
+    for i, line in enumerate(lines):
+        if "panicked at" in line:
+            return " ".join(lines[i:i + 2])[:300]
+    return lines[-1][:300] if lines else ""
+
+
 def smoke(ctx: Context, fw: Forwarder) -> str | None:
     """One 16-byte echo through the forwarder. None if it worked, else why not."""
     hold = HoldServer(ctx.dir("smoke", fw.id), max_seconds=60)
@@ -143,7 +153,8 @@ def smoke(ctx: Context, fw: Forwarder) -> str | None:
             return f"echo through it returned {got!r}, expected {PAYLOAD!r}; log: {tail}"
         return None
     except Exception as e:  # noqa: BLE001 - any failure means: skip this forwarder
-        return str(e)
+        why = _panic_message(running.proc) if running and running.proc else ""
+        return f"no echo through it ({e})" + (f"; it logged: {why}" if why else "")
     finally:
         if running:
             fw.stop(running)
