@@ -148,7 +148,9 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     results_path, docs_dir = output_paths(args)
     if args.render_only:
-        render(json.loads(Path(args.render_only).read_text()), docs_dir)
+        data = json.loads(Path(args.render_only).read_text())
+        args.quick = data["meta"].get("quick", False)
+        render(data, output_paths(args)[1])
         return 0
 
     target = Path(args.target_dir or os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
@@ -181,6 +183,7 @@ def main(argv: list[str]) -> int:
         "results_path": os.path.relpath(results_path, REPO),
         "load_start": loadavg(),
         "workdir": str(workdir),
+        "repo": str(REPO),
         **describe(REPO, sluice_bin, naive_bin),
     }
     print(f"sluicebench: {len(forwarders)} forwarders, {params.rounds} rounds, work dir {workdir}",

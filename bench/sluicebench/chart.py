@@ -18,6 +18,10 @@ COLORS = {
 }
 
 
+# Bars longer than this ratio are cut (and marked) so the others stay readable.
+CAP = 4.0
+
+
 def _color(fw: str) -> str:
     return COLORS.get(fw.split("-")[0], "#444444")
 
@@ -42,17 +46,25 @@ def render_png(data: dict, path: Path) -> None:
         rows.reverse()  # first forwarder at the top
         labels = [r[0] for r in rows]
         values = [r[2] for r in rows]
-        bars = ax.barh(labels, values, color=[_color(r[1]) for r in rows])
-        for bar, r in zip(bars, rows):
+        # One outlier (socat's RSS, counted once per fork) must not flatten the others: bars past
+        # CAP are cut there and keep their true value in the label.
+        shown = [min(v, CAP) for v in values]
+        bars = ax.barh(labels, shown, height=0.7, color=[_color(r[1]) for r in rows])
+        for bar, r, v in zip(bars, rows, values):
             if r[1] == "direct":
                 bar.set_hatch("//")
                 bar.set_edgecolor("white")
+            if v > CAP:
+                bar.set_hatch("..")
+                bar.set_edgecolor("white")
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-        top = max(values + [1.0])
-        ax.set_xlim(0, top * 1.22)
+        top = max(shown + [1.0])
+        ax.set_xlim(0, top * (1.45 if max(values) > CAP else 1.25))
+        # At least five rows of height, filled from the top, so panels with two bars match.
+        ax.set_ylim(len(rows) - 0.5 - max(len(rows), 5), len(rows) - 0.5)
         for bar, v in zip(bars, values):
             ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
-                    f"{v:.2f}×", va="center", fontsize=8)
+                    f"{v:.2f}×" + (" (cut)" if v > CAP else ""), va="center", fontsize=8)
         best = haproxy_best(m, summary)
         base = "HAProxy splice-auto" if best and best[0] == "haproxy-splice" else "HAProxy"
         ax.set_title(f"{m['title']}\n{m['better']} is better · base: {base} = "

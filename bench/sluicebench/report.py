@@ -46,6 +46,12 @@ def ratios(data: dict, summary: dict) -> dict[str, dict[str, float]]:
     return out
 
 
+def _scrub(text: str, meta: dict) -> str:
+    """Paths made readable: the run's temp dir becomes $WORK, the repository becomes ``.``."""
+    text = text.replace(meta.get("workdir", "\0"), "$WORK")
+    return text.replace(meta.get("repo", "\0") + "/", "./")
+
+
 def _fmt(v: float, spec: str) -> str:
     return format(v, spec) if abs(v) < 1e5 else format(v, ",.0f")
 
@@ -132,7 +138,7 @@ def render_markdown(data: dict, png_name: str) -> str:
             "figure. Details, ranges and notes per figure below.", ""]
     out += _summary_table(data, summary, rat)
 
-    out += ["## Machine and tools", "", "| | |", "|---|---|"]
+    out += ["## Machine and tools", "", "| item | value |", "|---|---|"]
     for k, v in meta["machine"].items():
         out.append(f"| {k} | {v} |")
     for k, v in meta["tools"].items():
@@ -210,12 +216,13 @@ def render_markdown(data: dict, png_name: str) -> str:
             "The exact command lines (ports differ per run). Run the whole thing with `just bench` "
             "(or `bench/run`); `just bench --quick` is a short smoke run.", "", "```"]
     for k, v in sorted(data["commands"].items()):
-        out.append(f"# {k}\n{v}")
+        out.append(f"# {k}\n{_scrub(v, meta)}")
     out += ["```", "", "## Generated configs", ""]
     for fw, text in data["configs"].items():
         if fw.endswith("-health"):
             continue
-        out += [f"<details><summary>{_label(data, fw)}</summary>", "", "```", text.rstrip(), "```",
+        out += [f"<details><summary>{_label(data, fw)}</summary>", "", "```",
+                _scrub(text.rstrip(), meta), "```",
                 "", "</details>", ""]
     if data.get("errors"):
         out += ["## Harness errors", ""] + [f"- {e}" for e in data["errors"]] + [""]
