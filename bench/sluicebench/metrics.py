@@ -39,11 +39,15 @@ def metric_list(idle_levels: list[int], idle_substitute: int | None, health_memb
         Metric("ka_p99", "p99 latency, keep-alive", "ms", "lower", "http", ".3f"),
     ]
     levels = list(idle_levels) + ([idle_substitute] if idle_substitute else [])
+    def what(n: int) -> str:
+        fits = " (the most that fit the fd limit)" if n == idle_substitute else ""
+        return f"{n:,} connections{fits}"
+
     for n in levels:
-        ms.append(Metric(f"idle_rss_{n}", f"RSS per idle connection, {n:,} connections",
+        ms.append(Metric(f"idle_rss_{n}", f"RSS per idle connection, {what(n)}",
                          "KiB/conn", "lower", "idle", ".1f"))
     for n in levels:
-        ms.append(Metric(f"idle_pss_{n}", f"PSS per idle connection, {n:,} connections",
+        ms.append(Metric(f"idle_pss_{n}", f"PSS per idle connection, {what(n)}",
                          "KiB/conn", "lower", "idle", ".1f"))
     ms += [
         Metric("cpu_gb_1", "CPU per GB relayed, 1 stream", "CPU s/GB", "lower", "throughput", ".3f"),
