@@ -223,6 +223,7 @@ def main(argv: list[str]) -> int:
         signal.alarm(0)
         procs.stop_all()
     if interrupted:
+        print(f"sluicebench: configs and logs kept in {workdir}", flush=True)
         return 130
 
     used_metrics = [m.to_dict() for m in metric_list(params.idle_levels, substitute,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,7 +238,8 @@ class Sluice(Forwarder):
         parts = ["health checks off" if not h.get("enabled", True)
                  else f"health checks every {h.get('interval', '2s')}"]
         parts += [f"{g}: {_describe(p['optional'][g])}" for g in (self.groups or [])]
-        parts += [f"{g}: left out, this build rejects the keys ({why})" for g, why in self.dropped.items()]
+        parts += [f"{g}: left out, this sluice build rejects the keys ({why})"
+                  for g, why in self.dropped.items()]
         parts.append(f"RUST_LOG={p['env'].get('RUST_LOG', 'info')}")
         parts.append("tokio runtime default (one worker per core)")
         return "; ".join(parts)
@@ -259,8 +261,9 @@ class Sluice(Forwarder):
                 self._check(path, workdir)
                 self.groups.append(g)
             except RuntimeError as e:
-                first = str(e).split(": ", 1)[-1].strip().splitlines()
-                self.dropped[g] = (first[0] if first else "")[:160]
+                unknown = re.findall(r"([\w.\[\]]+) = [^\n]*?: unknown key", str(e))
+                self.dropped[g] = ("unknown " + ", ".join(dict.fromkeys(unknown)) if unknown
+                                   else str(e).splitlines()[-1][:160])
 
     def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
         if self.groups is None:

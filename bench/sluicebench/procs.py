@@ -309,5 +309,5 @@ def run(argv: list[str], timeout: float, log_dir: Path | None = None, name: str 
             f.write(f"$ {' '.join(argv)}\n{out.decode(errors='replace')}{err.decode(errors='replace')}\n")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: "
-                           f"{(err or out).decode(errors='replace')[-600:]}")
+                           f"{(err or out).decode(errors='replace')[-2000:]}")
     return out.decode(errors="replace")
