@@ -16,7 +16,6 @@ ci:
 check-configs:
     for f in config/*.toml; do cargo run -q -- check --config "$f"; done
 
-# Benchmarks against HAProxy, nginx, socat and a naive tokio forwarder (installs tools with apt,
-# builds release). Writes docs/BENCHMARKS.md. `just bench --quick` is a short smoke run.
+# Benchmarks vs HAProxy, nginx, socat, naive tokio; writes docs/BENCHMARKS.md (`--quick`: smoke run)
 bench *ARGS:
-    SLUICEBENCH_INVOCATION="just bench" bench/run {{ARGS}}
+    @SLUICEBENCH_INVOCATION="just bench" bench/run {{ARGS}}
