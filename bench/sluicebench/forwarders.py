@@ -282,7 +282,7 @@ class Sluice(Forwarder):
 
 
 def _describe(group: dict) -> str:
-    """``{"route": {"retry": {"attempts": 1}}}`` -> ``retry.attempts=1`` (for the report)."""
+    """``{"route": {"retry": {"attempts": 1}}}`` -> ``route.retry.attempts=1`` (for the report)."""
     out = []
 
     def walk(prefix: str, d: dict) -> None:
@@ -292,8 +292,9 @@ def _describe(group: dict) -> str:
             else:
                 out.append(f"{prefix}{k}={v}")
 
-    for section in group.values():
-        walk("", section)
+    prefixes = {"top": "", "route": "route.", "pool": "pool.", "health": "health."}
+    for section, values in group.items():
+        walk(prefixes[section], values)
     return ", ".join(out)
 
 
