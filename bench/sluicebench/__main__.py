@@ -55,7 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--docs-dir", help="where BENCHMARKS.md and benchmarks.png go")
     p.add_argument("--render-only", metavar="JSON", help="re-render Markdown and PNG from a results file")
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs in /tmp")
-    p.add_argument("--max-minutes", type=float, help="stop everything after this long (default 20 quick, 120 full)")
+    p.add_argument("--max-minutes", type=float,
+                   help="stop everything after this long (default 20 quick, 120 full)")
     # Consumed by bench/run; accepted here so they can be passed through.
     p.add_argument("--no-install", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-build", action="store_true", help=argparse.SUPPRESS)

@@ -41,7 +41,7 @@ def render_png(data: dict, path: Path) -> None:
     ncols = 3
     nrows = math.ceil(len(metrics) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(16, 3.3 * nrows + 1.2), squeeze=False)
-    for ax, m in zip(axes.flat, metrics):
+    for ax, m in zip(axes.flat, metrics, strict=False):  # the grid may have spare cells
         rows = [(f["label"], f["id"], rat[m["id"]][f["id"]]) for f in fws if f["id"] in rat[m["id"]]]
         rows.reverse()  # first forwarder at the top
         labels = [r[0] for r in rows]
@@ -50,7 +50,7 @@ def render_png(data: dict, path: Path) -> None:
         # CAP are cut there and keep their true value in the label.
         shown = [min(v, CAP) for v in values]
         bars = ax.barh(labels, shown, height=0.7, color=[_color(r[1]) for r in rows])
-        for bar, r, v in zip(bars, rows, values):
+        for bar, r, v in zip(bars, rows, values, strict=True):
             if r[1] == "direct":
                 bar.set_hatch("//")
                 bar.set_edgecolor("white")
@@ -62,7 +62,7 @@ def render_png(data: dict, path: Path) -> None:
         ax.set_xlim(0, top * (1.45 if max(values) > CAP else 1.25))
         # At least five rows of height, filled from the top, so panels with two bars match.
         ax.set_ylim(len(rows) - 0.5 - max(len(rows), 5), len(rows) - 0.5)
-        for bar, v in zip(bars, values):
+        for bar, v in zip(bars, values, strict=True):
             ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
                     f"{v:.2f}×" + (" (cut)" if v > CAP else ""), va="center", fontsize=8)
         best = haproxy_best(m, summary)

@@ -60,7 +60,8 @@ def describe(repo: Path, sluice_bin: Path, naive_bin: Path) -> dict:
             "memory_gib": round(mem_kib / 1024 / 1024, 1),
             "nofile_hard_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
             "somaxconn": Path("/proc/sys/net/core/somaxconn").read_text().strip(),
-            "ip_local_port_range": " ".join(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()),
+            "ip_local_port_range": " ".join(
+                Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()),
         },
         "tools": {
             "sluice": f"{_cmd([str(sluice_bin), '--version'])} ({sluice_bin}, tree {commit}"

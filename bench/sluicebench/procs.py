@@ -301,7 +301,7 @@ def run(argv: list[str], timeout: float, log_dir: Path | None = None, name: str 
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate(timeout=5)
-        raise RuntimeError(f"{' '.join(argv)}: no result after {timeout:.0f}s")
+        raise RuntimeError(f"{' '.join(argv)}: no result after {timeout:.0f}s") from None
     finally:
         _LIVE.pop(proc.pid, None)
     if log_dir is not None:

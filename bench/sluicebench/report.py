@@ -165,7 +165,7 @@ def render_markdown(data: dict, png_name: str) -> str:
             f"keep-alive with {p['wrk_ka_conns']} connections. {p['wrk_seconds']} s each, one wrk "
             "thread, after a 1 s warm-up. wrk is closed-loop, so latencies are at saturation; "
             "wrk's latency excludes the TCP connect.",
-            f"- **Idle memory** (figure 4): a fresh forwarder; a client opens N connections through "
+            "- **Idle memory** (figure 4): a fresh forwarder; a client opens N connections through "
             "it one after another, sends 16 bytes on each and waits for the echo from the upstream "
             "(so every connection carried data end to end), then holds them. (VmRSS after − VmRSS "
             "before) / N, summed over the forwarder's processes (nginx master and workers, socat "
@@ -192,8 +192,8 @@ def render_markdown(data: dict, png_name: str) -> str:
         for m, per_fw in errors.items():
             for fw, runs in per_fw.items():
                 if any(sum(e.values()) for e in runs):
-                    text = ", ".join("/".join(str(e[k]) for k in ("connect", "read", "write", "status", "timeout"))
-                                     for e in runs)
+                    kinds = ("connect", "read", "write", "status", "timeout")
+                    text = ", ".join("/".join(str(e[k]) for k in kinds) for e in runs)
                     out.append(f"| {m} | {_label(data, fw)} | {text} |")
         out.append("")
     probes = data["extra"].get("health_cpu", {})

@@ -1,25 +1,19 @@
-"""The forwarders under test: for each, its config file and command line.
+"""sluice under test: its config, built from :data:`SLUICE_PROFILES`, and its process.
 
-Every forwarder listens on 127.0.0.1 only, with the same settings where they have one: listen
-backlog 1024, TCP_NODELAY on both sides, idle/client/server timeouts of 10 minutes (longer than
-any measurement), no access log, connection capacity raised to what the idle test needs.
-``Direct`` is the reference with no forwarder: the client talks to the upstream itself.
-
-sluice's config is built from :data:`SLUICE_PROFILES`, a dict per profile merged over a base
-config, so new keys (retry, breaker, rate limit) are one line in the "full" profile when they
-land.
+A profile is a dict merged over a base config (one route, one pool), so a new config key is one
+line here. Keys that only newer builds know sit in "optional" groups, each applied only when
+``sluice check`` accepts it with the binary being measured; the report names any group left out.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import procs
-from .upstreams import NGINX_STREAM_MODULE
+from .. import procs
+from .base import IDLE_TIMEOUT, Forwarder, Setup
+
 
 # sluice profiles, merged over the base config built in `sluice_config`: "top" goes to the top
 # level, "route" into [routes.bench], "pool" into [pools.up], "health" into [pools.up.health];
@@ -70,88 +64,6 @@ SLUICE_PROFILES: dict[str, dict] = {
         },
     },
 }
-
-IDLE_TIMEOUT = "10m"
-
-
-@dataclass
-class Setup:
-    """What one forwarder instance must do."""
-
-    listen_port: int
-    upstreams: list[int]
-    # Client connections the forwarder must accept at once (the idle test raises it).
-    max_conns: int = 4096
-    # Probe every upstream at this interval ("1s"), for the health-cost figure; None = the
-    # forwarder's usual settings.
-    health_interval: str | None = None
-
-
-@dataclass
-class Running:
-    """A started forwarder. ``proc`` is None for ``direct``."""
-
-    port: int
-    proc: procs.Proc | None
-    argv: list[str] = field(default_factory=list)
-    config: str = ""
-
-
-class Forwarder:
-    """Base class: ``id`` (stable key in results), ``label`` (report), ``settings`` (one line)."""
-
-    id = ""
-    label = ""
-    settings = ""
-    # Can probe members actively (the health-cost figure).
-    health_probes = False
-
-    def available(self) -> str | None:
-        """None if it can run here, else why not."""
-        return None
-
-    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
-        """Writes any config file into ``workdir``; returns (argv, config text)."""
-        raise NotImplementedError
-
-    def check(self, argv: list[str], workdir: Path) -> None:
-        """Validates the config before starting (``haproxy -c``, ``nginx -t``, ``sluice check``)."""
-
-    def env(self) -> dict[str, str] | None:
-        """Environment for the process (None = inherit)."""
-        return None
-
-    def start(self, setup: Setup, workdir: Path) -> Running:
-        """Writes config, checks it, starts the process and waits until it listens."""
-        workdir.mkdir(parents=True, exist_ok=True)
-        argv, config = self.write_config(setup, workdir)
-        self.check(argv, workdir)
-        env = self.env()
-        if env is not None:
-            env = {**os.environ, **env}
-        proc = procs.start(self.id, argv, workdir, env=env)
-        procs.wait_listening(setup.listen_port, proc)
-        return Running(setup.listen_port, proc, argv, config)
-
-    def stop(self, running: Running) -> None:
-        """Stops it (and its workers or children) by PID."""
-        if running.proc is not None:
-            procs.stop(running.proc)
-
-
-# === direct ===
-
-
-class Direct(Forwarder):
-    id = "direct"
-    label = "direct (no forwarder)"
-    settings = "client connects straight to the upstream; reference only"
-
-    def start(self, setup: Setup, workdir: Path) -> Running:
-        return Running(setup.upstreams[0], None)
-
-
-# === sluice ===
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -296,135 +208,3 @@ def _describe(group: dict) -> str:
     for section, values in group.items():
         walk(prefixes[section], values)
     return ", ".join(out)
-
-
-# === HAProxy ===
-
-
-class HAProxy(Forwarder):
-    health_probes = True
-
-    def __init__(self, splice: bool):
-        self.splice = splice
-        self.id = "haproxy-splice" if splice else "haproxy"
-        self.label = "HAProxy (splice-auto)" if splice else "HAProxy"
-        self.settings = ("mode tcp, " + ("option splice-auto" if splice else "no splice")
-                         + ", nbthread default (one per core), no log")
-        if splice:
-            self.health_probes = False  # the health-cost figure runs plain HAProxy once
-
-    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
-        check = f" check inter {setup.health_interval}" if setup.health_interval else ""
-        servers = "\n".join(f"    server s{i} 127.0.0.1:{u}{check}"
-                            for i, u in enumerate(setup.upstreams))
-        text = f"""# sluicebench: HAProxy (generated)
-global
-    maxconn {setup.max_conns + 100}
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client {IDLE_TIMEOUT}
-    timeout server {IDLE_TIMEOUT}
-{"    option splice-auto" if self.splice else "    # no splice"}
-frontend bench
-    bind 127.0.0.1:{setup.listen_port} backlog 1024
-    default_backend up
-backend up
-    balance roundrobin
-{servers}
-"""
-        path = workdir / "haproxy.cfg"
-        path.write_text(text)
-        return ["haproxy", "-db", "-f", str(path)], text
-
-    def check(self, argv: list[str], workdir: Path) -> None:
-        procs.run(["haproxy", "-c", "-q", "-f", argv[-1]], timeout=20, log_dir=workdir,
-                  name="haproxy-check")
-
-
-# === nginx stream ===
-
-
-class NginxStream(Forwarder):
-    def __init__(self, workers: str):
-        self.workers = workers
-        self.id = f"nginx-{workers}"
-        self.label = f"nginx stream (workers {workers})"
-        self.settings = f"stream module, worker_processes {workers}, proxy_timeout {IDLE_TIMEOUT}, no access log"
-
-    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
-        nofile = procs.nofile_hard_limit()
-        text = f"""# sluicebench: nginx stream (generated)
-load_module {NGINX_STREAM_MODULE};
-daemon off;
-master_process on;
-worker_processes {self.workers};
-worker_rlimit_nofile {nofile};
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
-events {{ worker_connections {max(4096, nofile - 100)}; }}
-stream {{
-    server {{
-        listen 127.0.0.1:{setup.listen_port} backlog=1024;
-        proxy_pass 127.0.0.1:{setup.upstreams[0]};
-        proxy_connect_timeout 5s;
-        proxy_timeout {IDLE_TIMEOUT};
-        tcp_nodelay on;
-    }}
-}}
-"""
-        path = workdir / "nginx.conf"
-        path.write_text(text)
-        return ["nginx", "-p", f"{workdir}/", "-c", str(path), "-e", f"{workdir}/error.log"], text
-
-    def check(self, argv: list[str], workdir: Path) -> None:
-        procs.run(argv + ["-t", "-q"], timeout=20, log_dir=workdir, name="nginx-check")
-
-
-# === socat ===
-
-
-class Socat(Forwarder):
-    id = "socat"
-    label = "socat"
-    settings = "TCP-LISTEN:port,fork,reuseaddr,backlog=1024 (+bind=127.0.0.1, nodelay); one process per connection"
-
-    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
-        argv = ["socat",
-                f"TCP-LISTEN:{setup.listen_port},bind=127.0.0.1,fork,reuseaddr,backlog=1024,nodelay",
-                f"TCP:127.0.0.1:{setup.upstreams[0]},nodelay"]
-        return argv, ""
-
-
-# === naive tokio forwarder ===
-
-
-class Naive(Forwarder):
-    id = "naive"
-    label = "naive tokio (copy_bidirectional)"
-    settings = "examples/naive_forward.rs: accept, connect, copy_bidirectional; tokio default runtime"
-
-    def __init__(self, binary: Path):
-        self.binary = binary
-
-    def available(self) -> str | None:
-        return None if self.binary.exists() else f"{self.binary} not built"
-
-    def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
-        return [str(self.binary), f"127.0.0.1:{setup.listen_port}",
-                f"127.0.0.1:{setup.upstreams[0]}"], ""
-
-
-def all_forwarders(sluice_bin: Path, naive_bin: Path) -> list[Forwarder]:
-    """Every forwarder, in report order."""
-    return [
-        Direct(),
-        Sluice(sluice_bin, "bare"),
-        Sluice(sluice_bin, "full"),
-        HAProxy(splice=False),
-        HAProxy(splice=True),
-        NginxStream("1"),
-        NginxStream("auto"),
-        Socat(),
-        Naive(naive_bin),
-    ]
