@@ -66,8 +66,8 @@ def render_png(data: dict, path: Path) -> None:
             ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2,
                     f"{v:.2f}×" + (" (cut)" if v > CAP else ""), va="center", fontsize=8)
         best = haproxy_best(m, summary)
-        base = "HAProxy splice-auto" if best and best[0] == "haproxy-splice" else "HAProxy"
-        ax.set_title(f"{m['title']}\n{m['better']} is better · base: {base} = "
+        base = "HAProxy splice" if best and best[0] == "haproxy-splice" else "HAProxy"
+        ax.set_title(f"{m['title']}\n{m['better']} is better · base {base}: "
                      f"{format(best[1], m['fmt'])} {m['unit']}", fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
         ax.tick_params(axis="x", labelsize=8)

@@ -42,12 +42,17 @@ class Proc:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = 15) -> str:
-        """The last lines of its combined stdout/stderr, for error messages."""
+        """The last lines of its combined stdout/stderr, for error messages. Lines that look
+        like the reason (ALERT, emerg, error, panicked) come first, so a truncated note keeps
+        them."""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        tail = text.splitlines()[-lines:]
+        keys = ("ALERT", "[emerg]", "error", "panicked")
+        first = [ln for ln in tail if any(k in ln for k in keys)]
+        return "\n".join(first + [ln for ln in tail if ln not in first])
 
 
 _LIVE: dict[int, Proc] = {}

@@ -28,9 +28,18 @@ class HAProxy(Forwarder):
         check = f" check inter {setup.health_interval}" if setup.health_interval else ""
         servers = "\n".join(f"    server s{i} 127.0.0.1:{u}{check}"
                             for i, u in enumerate(setup.upstreams))
+        maxconn = setup.max_conns + 100
+        pipes = ""
+        if self.splice:
+            # Each pipe holds two fds (default maxpipes = maxconn / 4) and HAProxy will not start
+            # if they do not fit the fd limit. Idle connections hold no pipe, so the idle test's
+            # large maxconn gets only the pipes that fit.
+            room = (procs.nofile_hard_limit() - 2 * maxconn - 200) // 2
+            if room < maxconn // 4:
+                pipes = f"\n    maxpipes {max(16, room)}"
         text = f"""# sluicebench: HAProxy (generated)
 global
-    maxconn {setup.max_conns + 100}
+    maxconn {maxconn}{pipes}
 defaults
     mode tcp
     timeout connect 5s
