@@ -41,7 +41,7 @@ class Proc:
         """True while the process has not exited."""
         return self.popen.poll() is None
 
-    def log_tail(self, lines: int = 15) -> str:
+    def log_tail(self, lines: int = 15, reasons_first: bool = True) -> str:
         """The last lines of its combined stdout/stderr, for error messages. Lines that look
         like the reason (ALERT, emerg, error, panicked) come first, so a truncated note keeps
         them."""
@@ -50,6 +50,8 @@ class Proc:
         except OSError:
             return ""
         tail = text.splitlines()[-lines:]
+        if not reasons_first:
+            return "\n".join(tail)
         keys = ("ALERT", "[emerg]", "error", "panicked")
         first = [ln for ln in tail if any(k in ln for k in keys)]
         return "\n".join(first + [ln for ln in tail if ln not in first])

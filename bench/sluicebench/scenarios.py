@@ -126,7 +126,7 @@ def _wait_children_gone(running: Running, baseline: int, timeout: float = 5.0) -
 def _panic_message(proc: procs.Proc) -> str:
     """A Rust panic's location and message from the log (the backtrace is left out), else the
     log's last line."""
-    lines = proc.log_tail(200).splitlines()
+    lines = proc.log_tail(200, reasons_first=False).splitlines()
     for i, line in enumerate(lines):
         if "panicked at" in line:
             return " ".join(lines[i:i + 2])[:300]
@@ -139,7 +139,10 @@ def smoke(ctx: Context, fw: Forwarder) -> str | None:
     hold.start()
     running = None
     try:
-        running = _start(ctx, fw, Setup(procs.free_port(), [hold.port]), "smoke", fw.id)
+        try:
+            running = _start(ctx, fw, Setup(procs.free_port(), [hold.port]), "smoke", fw.id)
+        except Exception as e:  # noqa: BLE001
+            return f"did not start: {e}"
         with socket.create_connection(("127.0.0.1", running.port), timeout=5) as s:
             s.sendall(PAYLOAD)
             got = b""
@@ -149,8 +152,8 @@ def smoke(ctx: Context, fw: Forwarder) -> str | None:
                     break
                 got += chunk
         if got != PAYLOAD:
-            tail = running.proc.log_tail(5) if running.proc else ""
-            return f"echo through it returned {got!r}, expected {PAYLOAD!r}; log: {tail}"
+            why = _panic_message(running.proc) if running.proc else ""
+            return f"echo through it returned {got!r}, expected {PAYLOAD!r}; it logged: {why}"
         return None
     except Exception as e:  # noqa: BLE001 - any failure means: skip this forwarder
         why = _panic_message(running.proc) if running and running.proc else ""

@@ -26,6 +26,7 @@ def all_forwarders(sluice_bin: Path, naive_bin: Path) -> list[Forwarder]:
     return [
         Direct(),
         Sluice(sluice_bin, "bare"),
+        Sluice(sluice_bin, "copy"),
         Sluice(sluice_bin, "full"),
         HAProxy(splice=False),
         HAProxy(splice=True),

@@ -35,7 +35,25 @@ SLUICE_PROFILES: dict[str, dict] = {
                 "route": {"retry": {"attempts": 1}},
                 "pool": {"breaker": {"enabled": False}},
             },
+            "relay": {"route": {"relay": "auto"}},
         },
+    },
+    # bare with the user-space copy relay instead of splice: sluice's counterpart of HAProxy
+    # without splice. "require": a build that rejects these groups is skipped, not mislabelled.
+    "copy": {
+        "top": {},
+        "route": {},
+        "pool": {},
+        "health": {"enabled": False},
+        "env": {"RUST_LOG": "warn"},
+        "optional": {
+            "retry and breaker off": {
+                "route": {"retry": {"attempts": 1}},
+                "pool": {"breaker": {"enabled": False}},
+            },
+            "relay": {"route": {"relay": "copy"}},
+        },
+        "require": ["relay"],
     },
     # What an operator runs: every layer on, none of them triggering. Health checks every 2 s,
     # retry and breaker at their defaults, connection caps and rate limits far above what a
@@ -176,6 +194,10 @@ class Sluice(Forwarder):
                 unknown = re.findall(r"([\w.\[\]]+) = [^\n]*?: unknown key", str(e))
                 self.dropped[g] = ("unknown " + ", ".join(dict.fromkeys(unknown)) if unknown
                                    else str(e).splitlines()[-1][:160])
+        for g in SLUICE_PROFILES[self.profile].get("require", []):
+            if g in self.dropped:
+                raise RuntimeError(f"this sluice build rejects the {g!r} keys the {self.profile!r} "
+                                   f"profile needs ({self.dropped[g]})")
 
     def write_config(self, setup: Setup, workdir: Path) -> tuple[list[str], str]:
         if self.groups is None:
