@@ -50,6 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--target-dir", help="cargo target dir holding release/sluice "
                    "(default: $CARGO_TARGET_DIR or ./target)")
     p.add_argument("--sluice-bin", help="sluice binary to run (default: TARGET/release/sluice)")
+    p.add_argument("--sluice-source", help="where --sluice-bin was built from, for the report "
+                   "(e.g. \"/work/main at 1796780\")")
     p.add_argument("--naive-bin", help="naive forwarder (default: TARGET/release/examples/naive_forward)")
     p.add_argument("--results", help="results JSON path")
     p.add_argument("--docs-dir", help="where BENCHMARKS.md and benchmarks.png go")
@@ -185,7 +187,8 @@ def main(argv: list[str]) -> int:
         "load_start": loadavg(),
         "workdir": str(workdir),
         "repo": str(REPO),
-        **describe(REPO, sluice_bin, naive_bin),
+        **describe(REPO, sluice_bin, naive_bin,
+                   args.sluice_source or (None if not args.sluice_bin else "given with --sluice-bin")),
     }
     print(f"sluicebench: {len(forwarders)} forwarders, {params.rounds} rounds, work dir {workdir}",
           flush=True)

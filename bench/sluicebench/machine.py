@@ -43,8 +43,9 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def describe(repo: Path, sluice_bin: Path, naive_bin: Path) -> dict:
-    """Machine facts and the version of every tool the run uses."""
+def describe(repo: Path, sluice_bin: Path, naive_bin: Path, sluice_source: str | None) -> dict:
+    """Machine facts and the version of every tool the run uses. ``sluice_source`` says where
+    the sluice binary came from when it was not built from this tree (``--sluice-bin``)."""
     mem_kib = 0
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
@@ -64,8 +65,10 @@ def describe(repo: Path, sluice_bin: Path, naive_bin: Path) -> dict:
                 Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()),
         },
         "tools": {
-            "sluice": f"{_cmd([str(sluice_bin), '--version'])} ({sluice_bin}, tree {commit}"
-                      f"{', uncommitted changes' if dirty and dirty != '?' else ''})",
+            "sluice": f"{_cmd([str(sluice_bin), '--version'])} ({sluice_bin}, "
+                      + (sluice_source or f"built from this tree"
+                         f"{', with uncommitted changes' if dirty and dirty != '?' else ''}") + ")",
+            "harness": f"bench/ at {commit}",
             "naive_forward": f"{naive_bin}",
             "rustc": _cmd(["rustc", "--version"]),
             "haproxy": _cmd(["haproxy", "-v"], "version"),
