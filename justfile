@@ -17,5 +17,6 @@ check-configs:
     for f in config/*.toml; do cargo run -q -- check --config "$f"; done
 
 # Benchmarks vs HAProxy, nginx, socat, naive tokio; writes docs/BENCHMARKS.md (`--quick`: smoke run)
+[positional-arguments]
 bench *ARGS:
-    @SLUICEBENCH_INVOCATION="just bench" bench/run {{ARGS}}
+    @SLUICEBENCH_INVOCATION="just bench" bench/run "$@"
