@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -181,8 +182,8 @@ def main(argv: list[str]) -> int:
         "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": args.quick,
         "params": dataclasses.asdict(params),
-        "invocation": os.environ.get("SLUICEBENCH_INVOCATION", "bench/run") +
-                      ("".join(f" {a}" for a in argv)),
+        "invocation": " ".join([os.environ.get("SLUICEBENCH_INVOCATION", "bench/run"),
+                                shlex.join(argv)]).strip(),
         "results_path": os.path.relpath(results_path, REPO),
         "load_start": loadavg(),
         "workdir": str(workdir),
