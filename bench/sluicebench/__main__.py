@@ -204,6 +204,9 @@ def main(argv: list[str]) -> int:
         iperf, nginx = IperfServer(workdir), NginxHttp(workdir)
         iperf.start()
         nginx.start()
+        results.command("upstream: iperf3 server", iperf.proc.argv)
+        results.command("upstream: nginx HTTP", nginx.proc.argv)
+        results.configs["nginx-http-upstream"] = nginx.config()
         ctx = scenarios.Context(params, results, workdir, iperf, nginx)
         usable = []
         for fw in forwarders:

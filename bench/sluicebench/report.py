@@ -154,7 +154,8 @@ def render_markdown(data: dict, png_name: str) -> str:
             "interleaved (all forwarders through throughput, then all through HTTP, ...), and the "
             "order of forwarders rotates by one each round. Tables give the median over rounds and "
             "the min–max range.",
-            f"- **Throughput** (figures 1 and 5): `iperf3` client → forwarder → `iperf3 -s`, "
+            f"- **Throughput** (figures 1 and 5): `iperf3` client → forwarder → "
+            "`iperf3 -s -B 127.0.0.1` (one server for the whole run), "
             f"{p['iperf_seconds']} s each with 1 and 8 parallel streams (iperf3 3.12 runs all streams "
             "in one thread). Gbit/s received. **CPU per GB**: the forwarder's user+system CPU "
             "seconds (/proc/PID/stat utime+stime, plus cutime+cstime of reaped children, summed "
@@ -185,7 +186,10 @@ def render_markdown(data: dict, png_name: str) -> str:
             out += _figure_table(data, m, summary, rat)
 
     errors = {m: v for m, v in data["extra"].items() if m in ("conn_rate", "ka_p50")}
-    if errors:
+    if errors and not any(sum(e.values()) for per_fw in errors.values() for runs in per_fw.values()
+                          for e in runs):
+        out += ["wrk reported no errors (connect, read, write, HTTP status, timeout) in any run.", ""]
+    elif errors:
         out += ["### wrk errors per run", "",
                 "connect/read/write/status/timeout counts, one entry per round.", "",
                 "| figure | forwarder | errors |", "|---|---|---|"]
@@ -219,9 +223,8 @@ def render_markdown(data: dict, png_name: str) -> str:
         out.append(f"# {k}\n{_scrub(v, meta)}")
     out += ["```", "", "## Generated configs", ""]
     for fw, text in data["configs"].items():
-        if fw.endswith("-health"):
-            continue
-        out += [f"<details><summary>{_label(data, fw)}</summary>", "", "```",
+        label = "nginx HTTP upstream" if fw == "nginx-http-upstream" else _label(data, fw)
+        out += [f"<details><summary>{label}</summary>", "", "```",
                 _scrub(text.rstrip(), meta), "```",
                 "", "</details>", ""]
     if data.get("errors"):

@@ -12,6 +12,7 @@ the run goes on.
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 import time
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class Results:
 
     def command(self, key: str, argv: list[str]) -> None:
         """Records the first command line seen for ``key`` (ports vary, the shape does not)."""
-        self.commands.setdefault(key, " ".join(argv))
+        self.commands.setdefault(key, shlex.join(argv))
 
 
 @dataclass
