@@ -36,3 +36,8 @@ chaos:
         exit 1
     fi
     echo "chaos: all drills passed (reports in $target/chaos/)"
+
+# Benchmarks vs HAProxy, nginx, socat, naive tokio; writes docs/BENCHMARKS.md (`--quick`: smoke run)
+[positional-arguments]
+bench *ARGS:
+    @SLUICEBENCH_INVOCATION="just bench" bench/run "$@"
