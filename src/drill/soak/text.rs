@@ -200,6 +200,13 @@ fn clients(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         "          access log agrees on bytes both ways for {}, disagrees for {}, missing for {}",
         b.access_agrees, b.access_disagrees, b.access_missing
     )?;
+    if t.unmatched_lines > 0 {
+        writeln!(
+            f,
+            "          {} access lines matched no client (accepted after the client gave up)",
+            t.unmatched_lines
+        )?;
+    }
     for d in &b.disagreements {
         writeln!(
             f,
