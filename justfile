@@ -41,3 +41,17 @@ chaos:
 [positional-arguments]
 bench *ARGS:
     @SLUICEBENCH_INVOCATION="just bench" bench/run "$@"
+
+# The five-minute soak (release build): 100,000 connections with faults drawn from the seed;
+# the JSON report goes to target/chaos/soak.json. Extra arguments go to `sluice soak`
+# (`just soak --seed 7` replays a run's fault schedule). CI runs the 17-second variant
+# (chaos/soak/soak-ci.toml) in tests/soak.rs.
+soak *ARGS:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    cargo build --release -q -p sluice -p sluice-toxiproxy || exit 1
+    target="${CARGO_TARGET_DIR:-target}"
+    mkdir -p "$target/chaos"
+    # Every connection is four sockets in this one process; at most 1024 are open at once.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    "$target/release/sluice" soak chaos/soak/soak.toml --json "$target/chaos/soak.json" {{ARGS}}

@@ -81,6 +81,18 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Run a soak: a long drill with faults drawn from the seed, judged on bytes, client
+    /// waits, open fds and RSS (exit 1 when a bound is missed).
+    Soak {
+        /// Soak file, e.g. chaos/soak/soak.toml.
+        file: PathBuf,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Seed for every random decision, the fault schedule included.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +104,9 @@ fn main() -> ExitCode {
             json,
             seed,
         } => return drill(cli.log_format, scenario, json.as_deref(), *seed),
+        Command::Soak { file, json, seed } => {
+            return soak(cli.log_format, file, json.as_deref(), *seed);
+        }
         Command::Run { config, .. } => load(config.as_deref()),
         Command::Forward {
             listen,
@@ -162,32 +177,72 @@ fn drill(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>)
         }
     };
     init_drill_logging(format);
-    let options = drill::RunOptions {
+    let options = drill_options(seed);
+    let report = block_on(drill::run(&scenario, &options), "drill", path);
+    match report {
+        Ok(r) => publish(&r, r.passed, json),
+        Err(code) => code,
+    }
+}
+
+/// `sluice soak`: exit codes as for `sluice drill`.
+fn soak(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>) -> ExitCode {
+    let soak = match drill::soak::Soak::from_file(path) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    init_drill_logging(format);
+    let options = drill_options(seed);
+    match block_on(drill::soak::run(&soak, &options), "soak", path) {
+        Ok(r) => publish(&r, r.passed, json),
+        Err(code) => code,
+    }
+}
+
+fn drill_options(seed: Option<u64>) -> drill::RunOptions {
+    drill::RunOptions {
         seed,
         injector: drill::InjectorChoice::from_env(),
         ..Default::default()
-    };
-    let report = tokio::runtime::Builder::new_multi_thread()
+    }
+}
+
+/// Runs a drill or soak on a fresh runtime; a failure to run is printed and mapped to its
+/// exit code (64 for a bad scenario, 1 otherwise).
+fn block_on<T>(
+    run: impl std::future::Future<Output = Result<T, drill::DrillError>>,
+    what: &str,
+    path: &Path,
+) -> Result<T, ExitCode> {
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")
         .and_then(|rt| {
-            rt.block_on(drill::run(&scenario, &options))
-                .with_context(|| format!("drill {}", path.display()))
+            rt.block_on(run)
+                .with_context(|| format!("{what} {}", path.display()))
         });
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e:#}");
-            let usage = e
-                .downcast_ref::<drill::DrillError>()
-                .is_some_and(drill::DrillError::is_usage);
-            return ExitCode::from(if usage { EX_USAGE } else { 1 });
-        }
-    };
+    result.map_err(|e| {
+        eprintln!("{e:#}");
+        let usage = e
+            .downcast_ref::<drill::DrillError>()
+            .is_some_and(drill::DrillError::is_usage);
+        ExitCode::from(if usage { EX_USAGE } else { 1 })
+    })
+}
+
+/// Prints the report, writes it as JSON when asked; 0 when it passed.
+fn publish(
+    report: &(impl std::fmt::Display + serde::Serialize),
+    passed: bool,
+    json: Option<&Path>,
+) -> ExitCode {
     println!("{report}");
     if let Some(file) = json {
-        let written = serde_json::to_vec_pretty(&report)
+        let written = serde_json::to_vec_pretty(report)
             .context("rendering the JSON report")
             .and_then(|bytes| {
                 std::fs::write(file, bytes).with_context(|| format!("writing {}", file.display()))
@@ -197,7 +252,7 @@ fn drill(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>)
             return ExitCode::FAILURE;
         }
     }
-    if report.passed {
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

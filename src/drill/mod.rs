@@ -21,7 +21,8 @@
 //! measure/, verdict          numbers from what happened (accounting.rs: against the access
 //!                            log); bounds against them
 //! report, text               the report as JSON and as text
-//! runner                     the order of it all, and the teardown
+//! rig, runner                members, proxies and sluice up and down; the order of it all
+//! soak/                      long runs with faults drawn from the seed: bytes, waits, fds, RSS
 //! ```
 
 pub mod access;
@@ -33,9 +34,11 @@ pub mod members;
 pub mod observe;
 mod parse;
 pub mod report;
+mod rig;
 mod runner;
 pub mod scenario;
 pub mod schema;
+pub mod soak;
 mod text;
 pub mod timeline;
 pub mod toxiproxy;

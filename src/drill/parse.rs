@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use toml::{Table, Value};
 
@@ -21,7 +22,11 @@ pub fn file_name(path: &Path) -> String {
 }
 
 pub fn parse(text: &str, file: &str) -> Result<ScenarioFile, ConfigErrors> {
-    let table = table(text, file)?;
+    typed(table(text, file)?, file)
+}
+
+/// Deserializes a parsed table as `T`, naming the first structural error by its key path.
+pub fn typed<T: DeserializeOwned>(table: Table, file: &str) -> Result<T, ConfigErrors> {
     serde_path_to_error::deserialize(Value::Table(table.clone())).map_err(|err| {
         let segments: Vec<Segment> = err.path().iter().cloned().collect();
         let value = lookup(&table, &segments).map(render);
@@ -39,7 +44,8 @@ pub fn table_file(path: &Path) -> Result<Table, ConfigError> {
     table(&text, &file).map_err(|mut e| e.0.remove(0))
 }
 
-fn table(text: &str, file: &str) -> Result<Table, ConfigErrors> {
+/// Parses TOML text; a syntax error names its line and column.
+pub fn table(text: &str, file: &str) -> Result<Table, ConfigErrors> {
     text.parse().map_err(|e: toml::de::Error| {
         let (line, column) = e
             .span()

@@ -108,6 +108,24 @@ pub async fn run(
     t0: Instant,
     idle: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 ) -> Vec<ClientRecord> {
+    let mut records = Vec::new();
+    run_each(target, traffic, seed, t0, idle, |r| records.push(r)).await;
+    records.sort_by_key(|r| r.id);
+    records
+}
+
+/// Like [`run`], but hands each client to `done` as it finishes (in completion order, not
+/// arrival order) instead of keeping them, so a long run holds only the clients still open:
+/// what a soak needs to measure sluice's memory rather than its own. Returns how many clients
+/// started.
+pub async fn run_each(
+    target: SocketAddr,
+    traffic: &Traffic,
+    seed: u64,
+    t0: Instant,
+    idle: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    mut done: impl FnMut(ClientRecord),
+) -> u64 {
     let slots = Arc::new(Semaphore::new(traffic.clients));
     let period = Duration::from_secs_f64(1.0 / traffic.rate);
     let mut ticks = tokio::time::interval_at(t0, period);
@@ -117,7 +135,13 @@ pub async fn run(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let end = t0 + traffic.duration;
     let mut clients = JoinSet::new();
+    let mut started = 0;
     for id in 0u64.. {
+        // Reap without waiting: finished clients are handed on at the next arrival at the
+        // latest. (Waiting on `join_next` in the select below could drop a tick already taken.)
+        while let Some(finished) = clients.try_join_next() {
+            reap(finished, &mut done);
+        }
         let slot = tokio::select! {
             () = tokio::time::sleep_until(end) => break,
             slot = async {
@@ -142,10 +166,24 @@ pub async fn run(
             drop(slot);
             record
         });
+        started += 1;
     }
-    let mut records: Vec<ClientRecord> = clients.join_all().await;
-    records.sort_by_key(|r| r.id);
-    records
+    while let Some(finished) = clients.join_next().await {
+        reap(finished, &mut done);
+    }
+    started
+}
+
+/// A client task cannot fail (every error is an outcome); a panic in one is a drill bug.
+fn reap(
+    finished: Result<ClientRecord, tokio::task::JoinError>,
+    done: &mut impl FnMut(ClientRecord),
+) {
+    match finished {
+        Ok(record) => done(record),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => {}
+    }
 }
 
 /// Polls until `idle` holds or [`IDLE_WAIT`] passes (then goes on: a stuck connection must

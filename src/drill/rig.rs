@@ -1,0 +1,237 @@
+//! What a drill or a soak runs against: one member server per scenario member on 127.0.0.1:0,
+//! one injector proxy in front of each, and sluice in this process with its route on
+//! 127.0.0.1:0 and its pool pointing at the proxies.
+//!
+//! [`Rig::start`] builds it in that order and undoes what it built if a step fails;
+//! [`Rig::teardown`] stops sluice (if still running), deletes the proxies and stops the
+//! servers. The injector itself belongs to the caller. Every wait is bounded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::DrillError;
+use super::injector::Injector;
+use super::members::MemberServer;
+use super::report::MemberInfo;
+use super::scenario::Scenario;
+use super::timeline::Targets;
+use crate::upstream::Pool;
+use crate::{RunSummary, Server, Shutdown};
+
+/// How long sluice may take to drain after traffic before its connections are cut.
+const DRAIN: Duration = Duration::from_secs(10);
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Members, proxies and a running sluice.
+pub(super) struct Rig<'a> {
+    scenario: &'a Scenario,
+    injector: &'a Injector,
+    pub servers: Vec<MemberServer>,
+    /// Proxy name per member.
+    pub proxies: Vec<String>,
+    /// What sluice dials, per member.
+    pub proxy_addrs: Vec<SocketAddr>,
+    /// Where sluice listens.
+    pub listen: SocketAddr,
+    pub balance: String,
+    pub pool: Arc<Pool>,
+    shutdown: Shutdown,
+    running: Option<JoinHandle<RunSummary>>,
+}
+
+impl<'a> Rig<'a> {
+    /// Starts the servers, creates the proxies (`/populate`) and runs sluice with `seed`.
+    pub async fn start(
+        scenario: &'a Scenario,
+        seed: u64,
+        injector: &'a Injector,
+    ) -> Result<Self, DrillError> {
+        let mut servers = Vec::new();
+        for (i, m) in scenario.members.iter().enumerate() {
+            match MemberServer::start(i as u32, m.server).await {
+                Ok(server) => servers.push(server),
+                Err(source) => {
+                    kill_all(&servers).await;
+                    return Err(DrillError::Member {
+                        member: m.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        let proxies: Vec<String> = scenario
+            .members
+            .iter()
+            .map(|m| proxy_name(&scenario.name, &m.name, run))
+            .collect();
+        let shutdown = Shutdown::new();
+        match bind(scenario, seed, injector, &servers, &proxies, &shutdown).await {
+            Ok(bound) => Ok(Self {
+                scenario,
+                injector,
+                servers,
+                proxies,
+                proxy_addrs: bound.proxy_addrs,
+                listen: bound.listen,
+                balance: bound.balance,
+                pool: bound.pool,
+                shutdown,
+                running: Some(bound.running),
+            }),
+            Err(e) => {
+                delete_proxies(injector, &proxies).await;
+                kill_all(&servers).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// What the timeline acts on.
+    pub fn targets(&self) -> Targets<'_> {
+        Targets {
+            api: self.injector.api(),
+            proxies: &self.proxies,
+            servers: &self.servers,
+            members: &self.scenario.members,
+        }
+    }
+
+    /// Says whether sluice holds no connection to any member.
+    pub fn idle(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let pool = Arc::clone(&self.pool);
+        Arc::new(move || pool.members().iter().all(|m| m.active() == 0))
+    }
+
+    /// The members as the report describes them.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.scenario
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| MemberInfo {
+                name: m.name.clone(),
+                server: m.server,
+                tier: m.tier,
+                weight: m.weight,
+                server_addr: self.servers[i].addr(),
+                proxy: self.proxies[i].clone(),
+                proxy_addr: self.proxy_addrs[i],
+            })
+            .collect()
+    }
+
+    /// Shuts sluice down so every access line is written, cutting what is still open after
+    /// [`DRAIN`]. A no-op once done.
+    pub async fn stop_sluice(&mut self) {
+        let Some(mut running) = self.running.take() else {
+            return;
+        };
+        self.shutdown.stop();
+        if tokio::time::timeout(DRAIN, &mut running).await.is_err() {
+            warn!("sluice did not drain within {DRAIN:?} after traffic; cutting");
+            self.shutdown.cut_now();
+            let _ = tokio::time::timeout(DRAIN, running).await;
+        }
+    }
+
+    /// Stops sluice, deletes the proxies and stops the member servers.
+    pub async fn teardown(mut self) {
+        self.stop_sluice().await;
+        delete_proxies(self.injector, &self.proxies).await;
+        kill_all(&self.servers).await;
+    }
+}
+
+/// sluice, running, with its pool filled with the proxies.
+struct Bound {
+    proxy_addrs: Vec<SocketAddr>,
+    listen: SocketAddr,
+    balance: String,
+    pool: Arc<Pool>,
+    running: JoinHandle<RunSummary>,
+}
+
+async fn bind(
+    scenario: &Scenario,
+    seed: u64,
+    injector: &Injector,
+    servers: &[MemberServer],
+    proxies: &[String],
+    shutdown: &Shutdown,
+) -> Result<Bound, DrillError> {
+    let wanted: Vec<(String, String)> = proxies
+        .iter()
+        .zip(servers)
+        .map(|(p, s)| (p.clone(), s.addr().to_string()))
+        .collect();
+    let created = injector.api().populate(&wanted).await?;
+    let mut proxy_addrs = Vec::new();
+    for p in proxies {
+        let listen = created
+            .iter()
+            .find(|c| &c.name == p)
+            .and_then(|c| c.listen.parse::<SocketAddr>().ok())
+            .ok_or_else(|| DrillError::Setup(format!("/populate did not answer proxy {p}")))?;
+        proxy_addrs.push(listen);
+    }
+    let config = scenario
+        .sluice
+        .config(&scenario.members, &proxy_addrs, seed)
+        .map_err(DrillError::Scenario)?;
+    let balance = config
+        .pool(&scenario.sluice.pool)
+        .map_or("?", |p| p.balance.as_str())
+        .to_string();
+    let server = Server::bind(config).await?;
+    let listen = *server
+        .local_addrs(&scenario.sluice.route)
+        .first()
+        .ok_or_else(|| DrillError::Setup("sluice bound no address".into()))?;
+    let pool = server
+        .pool(&scenario.sluice.pool)
+        .ok_or_else(|| DrillError::Setup("sluice has no drilled pool".into()))?;
+    let running = tokio::spawn(server.run(shutdown.clone()));
+    Ok(Bound {
+        proxy_addrs,
+        listen,
+        balance,
+        pool,
+        running,
+    })
+}
+
+async fn delete_proxies(injector: &Injector, proxies: &[String]) {
+    for p in proxies {
+        if let Err(e) = injector.api().delete_proxy(p).await {
+            warn!(proxy = p, error = %e, "cannot delete a drill proxy");
+        }
+    }
+}
+
+async fn kill_all(servers: &[MemberServer]) {
+    for s in servers {
+        s.kill().await;
+    }
+}
+
+/// `drill-member-down-b-4242-0`: unique per process and run, so drills sharing one
+/// Toxiproxy (tests in parallel, a shared `TOXIPROXY_URL`) never touch each other's proxies.
+fn proxy_name(scenario: &str, member: &str, run: u64) -> String {
+    let clean: String = scenario
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("drill-{clean}-{member}-{}-{run}", std::process::id())
+}
