@@ -7,7 +7,7 @@
 //! re-check ranges or cross references.
 
 mod error;
-mod parse;
+pub(crate) mod parse;
 pub mod reload;
 pub mod schema;
 mod validate;

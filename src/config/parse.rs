@@ -26,17 +26,7 @@ pub(super) struct Parsed {
 const MAX_STRUCTURAL_ERRORS: usize = 64;
 
 pub(super) fn parse(text: &str, file: &str) -> Result<Parsed, Vec<ConfigError>> {
-    let mut table: Table = text.parse().map_err(|e: toml::de::Error| {
-        let (line, column) = e
-            .span()
-            .map(|span| line_column(text, span.start))
-            .unwrap_or((1, 1));
-        vec![ConfigError {
-            file: file.to_string(),
-            location: Location::Position { line, column },
-            reason: format!("TOML syntax error: {}", e.message().trim_end()),
-        }]
-    })?;
+    let mut table = table(text, file).map_err(|e| vec![e])?;
 
     let mut errors = Vec::new();
     let mut removed = HashSet::new();
@@ -55,19 +45,46 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Parsed, Vec<ConfigError>> 
         };
         let segments: Vec<Segment> = err.path().iter().cloned().collect();
         let path = err.path().to_string();
-        let value = lookup(&table, &segments).map(render_value);
-        errors.push(ConfigError::at_key(
-            file,
-            path.clone(),
-            value,
-            explain(err.inner().message()),
-        ));
+        errors.push(key_error(&table, file, &err));
         // A problem we cannot remove (the error is not about one key) would repeat forever.
         if !remove(&mut table, &segments) || errors.len() >= MAX_STRUCTURAL_ERRORS {
             return Err(errors);
         }
         removed.insert(path);
     }
+}
+
+/// Parses TOML text into a table; a syntax error names its line and column. Shared with the
+/// drill's scenario files, so both speak the same way.
+pub(crate) fn table(text: &str, file: &str) -> Result<Table, ConfigError> {
+    text.parse().map_err(|e: toml::de::Error| {
+        let (line, column) = e
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((1, 1));
+        ConfigError {
+            file: file.to_string(),
+            location: Location::Position { line, column },
+            reason: format!("TOML syntax error: {}", e.message().trim_end()),
+        }
+    })
+}
+
+/// A serde error as a config error: at its key path, with the value found there in `table`,
+/// in our wording.
+pub(crate) fn key_error(
+    table: &Table,
+    file: &str,
+    err: &serde_path_to_error::Error<toml::de::Error>,
+) -> ConfigError {
+    let segments: Vec<Segment> = err.path().iter().cloned().collect();
+    let value = lookup(table, &segments).map(render_value);
+    ConfigError::at_key(
+        file,
+        err.path().to_string(),
+        value,
+        explain(err.inner().message()),
+    )
 }
 
 /// 1-based line and column of a byte offset.
@@ -174,6 +191,7 @@ fn nearest(what: &str, rest: &str) -> String {
 fn plain_type(expected: &str) -> String {
     match expected {
         "i64" | "u64" | "u32" | "i32" | "usize" => "an integer".to_string(),
+        "f64" => "a number".to_string(),
         "a boolean" | "bool" => "true or false".to_string(),
         "a string" => "a string".to_string(),
         other => other.to_string(),

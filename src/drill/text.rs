@@ -2,42 +2,23 @@
 
 use std::fmt::{self, Write};
 
-use super::report::{Report, human};
+use super::report::{MemberInfo, Report, TrafficInfo, human};
 
 pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    writeln!(f, "drill {} ({})", r.scenario, r.file)?;
-    if let Some(d) = &r.description {
-        writeln!(f, "  {}", d.trim())?;
-    }
-    writeln!(f, "seed      {}", r.seed)?;
-    writeln!(f, "injector  {}", r.injector)?;
-    writeln!(f, "sluice    {} ({})", r.listen, r.balance)?;
-    for m in &r.members {
-        writeln!(
-            f,
-            "member    {:<8} {} tier {} weight {}: sluice → {} (proxy {}) → {}",
-            m.name,
-            m.server.as_str(),
-            m.tier,
-            m.weight,
-            m.proxy_addr,
-            m.proxy,
-            m.server_addr
-        )?;
-    }
-    let t = &r.traffic;
-    let payload = if t.payload_min == t.payload_max {
-        format!("{} B", t.payload_min)
-    } else {
-        format!("{}-{} B", t.payload_min, t.payload_max)
-    };
-    writeln!(
+    render_setup(
         f,
-        "traffic   {} clients at most, {}/s, {payload} payloads, {}, timeout {}",
-        t.clients,
-        t.rate,
-        human(t.duration),
-        human(t.timeout)
+        &Setup {
+            kind: "drill",
+            name: &r.scenario,
+            file: &r.file,
+            description: r.description.as_deref(),
+            seed: r.seed,
+            injector: &r.injector,
+            listen: r.listen,
+            balance: &r.balance,
+            members: &r.members,
+            traffic: &r.traffic,
+        },
     )?;
 
     writeln!(f, "\ntimeline")?;
@@ -177,5 +158,58 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f,
         "result    {result} ({met} of {} bounds met)",
         r.verdicts.len()
+    )
+}
+
+/// What a drill or a soak ran, against what, with which traffic: the first lines of both
+/// reports.
+pub(crate) struct Setup<'a> {
+    /// `drill` or `soak`.
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub file: &'a str,
+    pub description: Option<&'a str>,
+    pub seed: u64,
+    pub injector: &'a str,
+    pub listen: std::net::SocketAddr,
+    pub balance: &'a str,
+    pub members: &'a [MemberInfo],
+    pub traffic: &'a TrafficInfo,
+}
+
+pub(crate) fn render_setup(f: &mut fmt::Formatter<'_>, s: &Setup<'_>) -> fmt::Result {
+    writeln!(f, "{} {} ({})", s.kind, s.name, s.file)?;
+    if let Some(d) = s.description {
+        writeln!(f, "  {}", d.trim())?;
+    }
+    writeln!(f, "seed      {}", s.seed)?;
+    writeln!(f, "injector  {}", s.injector)?;
+    writeln!(f, "sluice    {} ({})", s.listen, s.balance)?;
+    for m in s.members {
+        writeln!(
+            f,
+            "member    {:<8} {} tier {} weight {}: sluice → {} (proxy {}) → {}",
+            m.name,
+            m.server.as_str(),
+            m.tier,
+            m.weight,
+            m.proxy_addr,
+            m.proxy,
+            m.server_addr
+        )?;
+    }
+    let t = s.traffic;
+    let payload = if t.payload_min == t.payload_max {
+        format!("{} B", t.payload_min)
+    } else {
+        format!("{}-{} B", t.payload_min, t.payload_max)
+    };
+    writeln!(
+        f,
+        "traffic   {} clients at most, {}/s, {payload} payloads, {}, timeout {}",
+        t.clients,
+        t.rate,
+        human(t.duration),
+        human(t.timeout)
     )
 }

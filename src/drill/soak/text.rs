@@ -4,42 +4,24 @@
 use std::fmt::{self, Write};
 
 use super::report::{SoakReport, mib};
+use crate::drill::text::{Setup, render_setup};
 use crate::drill::verdict::fmt_ms;
 
 pub(super) fn render(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    writeln!(f, "soak {} ({})", r.soak, r.file)?;
-    if let Some(d) = &r.description {
-        writeln!(f, "  {}", d.trim())?;
-    }
-    writeln!(f, "seed      {}", r.seed)?;
-    writeln!(f, "injector  {}", r.injector)?;
-    writeln!(f, "sluice    {} ({})", r.listen, r.balance)?;
-    for m in &r.members {
-        writeln!(
-            f,
-            "member    {:<8} {} tier {} weight {}: sluice → {} (proxy {}) → {}",
-            m.name,
-            m.server.as_str(),
-            m.tier,
-            m.weight,
-            m.proxy_addr,
-            m.proxy,
-            m.server_addr
-        )?;
-    }
-    let t = &r.traffic;
-    let payload = if t.payload_min == t.payload_max {
-        format!("{} B", t.payload_min)
-    } else {
-        format!("{}-{} B", t.payload_min, t.payload_max)
-    };
-    writeln!(
+    render_setup(
         f,
-        "traffic   {} clients at most, {}/s, {payload} payloads, {}, timeout {}",
-        t.clients,
-        t.rate,
-        fmt_ms(t.duration),
-        fmt_ms(t.timeout)
+        &Setup {
+            kind: "soak",
+            name: &r.soak,
+            file: &r.file,
+            description: r.description.as_deref(),
+            seed: r.seed,
+            injector: &r.injector,
+            listen: r.listen,
+            balance: &r.balance,
+            members: &r.members,
+            traffic: &r.traffic,
+        },
     )?;
     let w = &r.warmup;
     writeln!(
