@@ -62,6 +62,21 @@ pub struct TrafficInfo {
     pub timeout: Duration,
 }
 
+impl TrafficInfo {
+    /// The traffic as it ran: the scenario's, with the duration actually used (it may be
+    /// overridden).
+    pub fn new(traffic: &super::scenario::Traffic, duration: Duration) -> Self {
+        Self {
+            clients: traffic.clients,
+            rate: traffic.rate,
+            payload_min: traffic.payload_min,
+            payload_max: traffic.payload_max,
+            duration,
+            timeout: traffic.timeout,
+        }
+    }
+}
+
 /// One line of the timeline.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
@@ -105,14 +120,7 @@ pub fn build(setup: Setup, i: &Inputs<'_>) -> Report {
         listen: setup.listen,
         balance: setup.balance,
         members: setup.members,
-        traffic: TrafficInfo {
-            clients: s.traffic.clients,
-            rate: s.traffic.rate,
-            payload_min: s.traffic.payload_min,
-            payload_max: s.traffic.payload_max,
-            duration: setup.duration,
-            timeout: s.traffic.timeout,
-        },
+        traffic: TrafficInfo::new(&s.traffic, setup.duration),
         events,
         per_second: per_second(i.clients),
         measures,

@@ -1,5 +1,6 @@
 //! The report as text: a header, the timeline, clients per second, bytes, verdicts.
 
+use super::measure::BytesCheck;
 use std::fmt::{self, Write};
 
 use super::report::{MemberInfo, Report, TrafficInfo, human};
@@ -81,18 +82,7 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         )?;
     }
     let b = &m.bytes;
-    writeln!(
-        f,
-        "bytes     {} connections verified by checksum, {:.1} MB of payload; {} corrupt",
-        b.verified,
-        b.payload_bytes as f64 / 1e6,
-        b.corrupt
-    )?;
-    writeln!(
-        f,
-        "          access log agrees on bytes both ways for {}, disagrees for {}, missing for {}",
-        b.access_agrees, b.access_disagrees, b.access_missing
-    )?;
+    render_bytes(f, b)?;
     for d in &b.disagreements {
         writeln!(
             f,
@@ -211,5 +201,21 @@ pub(crate) fn render_setup(f: &mut fmt::Formatter<'_>, s: &Setup<'_>) -> fmt::Re
         t.rate,
         human(t.duration),
         human(t.timeout)
+    )
+}
+
+/// The bytes check, as drills and soaks both report it.
+pub(crate) fn render_bytes(f: &mut fmt::Formatter<'_>, b: &BytesCheck) -> fmt::Result {
+    writeln!(
+        f,
+        "bytes     {} connections verified by checksum, {:.1} MB of payload; {} corrupt",
+        b.verified,
+        b.payload_bytes as f64 / 1e6,
+        b.corrupt
+    )?;
+    writeln!(
+        f,
+        "          access log agrees on bytes both ways for {}, disagrees for {}, missing for {}",
+        b.access_agrees, b.access_disagrees, b.access_missing
     )
 }

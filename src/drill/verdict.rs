@@ -56,17 +56,7 @@ pub fn verdicts(bounds: &Bounds, m: &Measures, members: &[MemberSpec]) -> Vec<Ve
     }
     if let Some(limit) = bounds.max_client_failure_ratio {
         let c = &m.clients;
-        let ratio = if c.total == 0 {
-            1.0
-        } else {
-            c.failed as f64 / c.total as f64
-        };
-        out.push(Verdict {
-            bound: "max_client_failure_ratio",
-            limit: format!("{limit}"),
-            measured: format!("{:.4} ({} of {} clients failed)", ratio, c.failed, c.total),
-            pass: c.total > 0 && ratio <= limit,
-        });
+        out.push(failure_ratio(limit, c.failed, c.total));
     }
     if let Some(limit) = bounds.failed_after_ejection {
         out.push(Verdict {
@@ -154,6 +144,22 @@ fn within(
         limit: humantime::format_duration(limit).to_string(),
         measured,
         pass,
+    }
+}
+
+/// `max_client_failure_ratio`, shared by drills and soaks. No client at all fails the bound:
+/// a run that served nobody proves nothing.
+pub fn failure_ratio(limit: f64, failed: u64, total: u64) -> Verdict {
+    let ratio = if total == 0 {
+        1.0
+    } else {
+        failed as f64 / total as f64
+    };
+    Verdict {
+        bound: "max_client_failure_ratio",
+        limit: format!("{limit}"),
+        measured: format!("{ratio:.4} ({failed} of {total} clients failed)"),
+        pass: total > 0 && ratio <= limit,
     }
 }
 

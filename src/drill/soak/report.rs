@@ -17,7 +17,7 @@ use super::schedule::Fault;
 use crate::drill::observe::{Breaker, History};
 use crate::drill::report::{MemberInfo, TrafficInfo, ms};
 use crate::drill::timeline::Injected;
-use crate::drill::verdict::{Verdict, fmt_ms};
+use crate::drill::verdict::{Verdict, failure_ratio, fmt_ms};
 
 /// A soak's complete outcome.
 #[derive(Clone, Debug, Serialize)]
@@ -163,14 +163,7 @@ pub fn build(soak: &Soak, setup: SoakSetup, ran: Ran<'_>) -> SoakReport {
         listen: setup.listen,
         balance: setup.balance,
         members: setup.members,
-        traffic: TrafficInfo {
-            clients: s.traffic.clients,
-            rate: s.traffic.rate,
-            payload_min: s.traffic.payload_min,
-            payload_max: s.traffic.payload_max,
-            duration: setup.duration,
-            timeout: s.traffic.timeout,
-        },
+        traffic: TrafficInfo::new(&s.traffic, setup.duration),
         warmup: Warmup {
             duration: soak.plan.warmup,
             clients: ran.warmup.0,
@@ -280,17 +273,7 @@ fn verdicts(soak: &Soak, r: &SoakReport, tapped: bool) -> Vec<Verdict> {
     }
     if let Some(limit) = b.max_client_failure_ratio {
         let c = &t.clients;
-        let ratio = if c.total == 0 {
-            1.0
-        } else {
-            c.failed as f64 / c.total as f64
-        };
-        out.push(Verdict {
-            bound: "max_client_failure_ratio",
-            limit: format!("{limit}"),
-            measured: format!("{:.4} ({} of {} clients failed)", ratio, c.failed, c.total),
-            pass: c.total > 0 && ratio <= limit,
-        });
+        out.push(failure_ratio(limit, c.failed, c.total));
     }
     out
 }

@@ -4,7 +4,7 @@
 use std::fmt::{self, Write};
 
 use super::report::{SoakReport, mib};
-use crate::drill::text::{Setup, render_setup};
+use crate::drill::text::{Setup, render_bytes, render_setup};
 use crate::drill::verdict::fmt_ms;
 
 pub(super) fn render(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -170,18 +170,7 @@ fn clients(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         )?;
     }
     let b = &t.bytes;
-    writeln!(
-        f,
-        "bytes     {} connections verified by checksum, {:.1} MB of payload; {} corrupt",
-        b.verified,
-        b.payload_bytes as f64 / 1e6,
-        b.corrupt
-    )?;
-    writeln!(
-        f,
-        "          access log agrees on bytes both ways for {}, disagrees for {}, missing for {}",
-        b.access_agrees, b.access_disagrees, b.access_missing
-    )?;
+    render_bytes(f, b)?;
     if t.unmatched_lines > 0 {
         writeln!(
             f,
