@@ -349,3 +349,29 @@ async fn probe_names_refusal_and_the_phase_that_timed_out() {
     );
     assert_eq!(failure.to_string(), "timeout after 100ms waiting for reply");
 }
+
+/// A connect-only probe stops at the member's SYN-ACK and resets (as HAProxy's does): the
+/// member's application never sees a connection. A probe with `send` completes the handshake,
+/// so the same listener then accepts it and gets the bytes.
+#[tokio::test]
+async fn connect_only_probe_never_reaches_the_members_accept_but_send_does() {
+    let (listener, addr) = loopback().await;
+    for _ in 0..5 {
+        assert_eq!(probe(addr, TIMEOUT, None, None).await, Ok(()));
+    }
+    // A completed handshake would be in the accept queue at once; give a loaded machine 300ms.
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "connect-only probes completed a handshake: {accepted:?}"
+    );
+
+    assert_eq!(probe(addr, TIMEOUT, Some(PING), None).await, Ok(()));
+    let (mut stream, _) = tokio::time::timeout(TIMEOUT, listener.accept())
+        .await
+        .expect("a send probe completes its handshake")
+        .unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, PING);
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -20,6 +20,7 @@ use crate::telemetry::metrics::{
 };
 use crate::upstream::Member;
 
+use super::grid::ProbeGrid;
 use super::probe::ProbeFailure;
 use super::state::{HealthState, Transition};
 
@@ -30,6 +31,7 @@ pub(crate) struct Checker {
     config: Arc<HealthConfig>,
     state: HealthState,
     rng: SmallRng,
+    grid: ProbeGrid,
     metrics: CheckerMetrics,
 }
 
@@ -79,8 +81,16 @@ impl Checker {
             member,
             config,
             rng: SmallRng::seed_from_u64(seed),
+            grid: ProbeGrid::off(),
             metrics,
         }
+    }
+
+    /// Starts each probe on `grid` (see [`ProbeGrid`]) instead of at the exact instant its
+    /// delay ends. Off by default, so paused-clock tests can name exact probe times.
+    pub(crate) fn aligned_to(mut self, grid: ProbeGrid) -> Self {
+        self.grid = grid;
+        self
     }
 
     /// Probes until `shutdown` is cancelled, which stops it at once, even mid-probe (a probe
@@ -92,10 +102,11 @@ impl Checker {
     {
         loop {
             let delay = self.state.next_delay(&self.config, self.rng.random());
+            let start_at = self.grid.align(Instant::now() + delay);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                () = sleep(delay) => {}
+                () = sleep_until(start_at) => {}
             }
             let started = Instant::now();
             let outcome = tokio::select! {

@@ -3,12 +3,14 @@
 //!
 //! - `state`: [`HealthState`], the rise/fall state machine and probe schedule; pure, no I/O.
 //! - `probe`: [`probe()`], one TCP probe (connect, send, expect), and its [`ProbeFailure`].
+//! - `grid`: rounds probe start times to a shared grid, so one wake-up starts many probes.
 //! - `checker`: the task tying them to the clock, the [`Member`] and telemetry.
 //!
 //! Health is one of a member's eligibility signals; combining it with drain and the circuit
 //! breaker is left to [`crate::upstream`]. Pools without a health config spawn no checker.
 
 mod checker;
+mod grid;
 mod probe;
 mod state;
 
@@ -40,7 +42,8 @@ pub fn spawn_checker(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let addr = member.addr();
-    let checker = checker::Checker::new(pool, member, Arc::clone(&config), seed);
+    let checker = checker::Checker::new(pool, member, Arc::clone(&config), seed)
+        .aligned_to(grid::ProbeGrid::shared(&config));
     let tcp_probe = move || {
         let config = Arc::clone(&config);
         async move {
