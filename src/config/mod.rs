@@ -201,7 +201,8 @@ impl Default for RelayConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RelayMode {
-    /// Splice where the platform supports it, user-space copy otherwise.
+    /// Copy first; splice a direction once its traffic looks bulk (reads in a row fill the
+    /// copy buffer), as HAProxy's `splice-auto`. User-space copy only off Linux.
     #[default]
     Auto,
     /// Zero-copy `splice(2)` through a pipe (Linux); falls back to copy if a splice fails.

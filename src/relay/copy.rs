@@ -41,6 +41,15 @@ pub(super) struct Activity {
     last_nanos: AtomicU64,
 }
 
+/// How far the copy took a direction, short of an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Copied {
+    /// To the source's end of stream.
+    Eof,
+    /// Until the traffic looked bulk: the caller splices from here.
+    Bulk,
+}
+
 /// How far splice took a direction, short of an error.
 // Off Linux nothing splices, so nothing reaches end of stream that way.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -67,6 +76,19 @@ pub(super) struct Flow<'a> {
     pub(super) held: Vec<u8>,
     /// Bytes written to the sink, exact even when the flow is dropped mid-write.
     pub(super) bytes: u64,
+}
+
+// === impl Env ===
+
+impl Env<'_> {
+    /// When a direction starts splicing: `None` never, `Some(0)` at once, `Some(n)` after `n`
+    /// reads in a row filled the copy buffer.
+    fn splice_after(&self) -> Option<u32> {
+        #[cfg(target_os = "linux")]
+        return self.splice.as_ref().map(|splice| splice.after_full_reads);
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
 }
 
 // === impl Activity ===
@@ -112,10 +134,15 @@ impl<'a> Flow<'a> {
     /// so the peer sees the FIN while the other direction may go on.
     pub(super) async fn run(&mut self, env: &Env<'_>) -> Result<(), Fault> {
         self.write_held(env).await?;
-        if let Spliced::CopyTheRest = self.splice(env).await? {
+        let at_eof = match env.splice_after() {
+            None => self.copy(env, None).await? == Copied::Eof,
+            Some(0) => false,
+            Some(full_reads) => self.copy(env, Some(full_reads)).await? == Copied::Eof,
+        };
+        if !at_eof && let Spliced::CopyTheRest = self.splice(env).await? {
             // A splice that gave up may have left bytes from its pipe in `held`.
             self.write_held(env).await?;
-            self.copy(env).await?;
+            self.copy(env, None).await?;
         }
         tracing::trace!(from = ?self.from, "end of stream, shutting down the peer's write half");
         let to = self.from.peer();
@@ -135,20 +162,30 @@ impl<'a> Flow<'a> {
         Ok(Spliced::CopyTheRest)
     }
 
-    /// Copies through a pooled buffer until the source reaches end of stream.
-    async fn copy(&mut self, env: &Env<'_>) -> Result<(), Fault> {
+    /// Copies through a pooled buffer until the source reaches end of stream, or, with
+    /// `bulk_after: Some(n)`, until `n` reads in a row have filled the whole buffer.
+    async fn copy(&mut self, env: &Env<'_>, bulk_after: Option<u32>) -> Result<Copied, Fault> {
+        let mut full_reads = 0;
         loop {
             let (buf, n) = poll_fn(|cx| read_pooled(&mut self.src, cx, env))
                 .await
                 .map_err(|e| self.fault(self.from, e))?;
             if n == 0 {
-                return Ok(());
+                return Ok(Copied::Eof);
             }
             env.activity.touch();
             // Writing all of it before reading again is the backpressure: a slow sink stops
             // reads, the kernel buffers fill and the sender's window closes.
             let mut rest = &buf[..n];
             poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
+            full_reads = if n == env.buffer_size {
+                full_reads + 1
+            } else {
+                0
+            };
+            if bulk_after.is_some_and(|after| full_reads >= after) {
+                return Ok(Copied::Bulk);
+            }
         }
     }
 

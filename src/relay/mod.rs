@@ -6,10 +6,11 @@
 //! [`relay`] returns, whatever the reason. It leaves socket options (`TCP_NODELAY`), logging the
 //! outcome and metrics to the caller, which gets everything it needs in the [`RelayReport`].
 //!
-//! Each direction is a `copy::Flow`. It moves bytes with `splice(2)` through a pooled pipe on
-//! Linux (`splice.rs`, `pipe.rs`) unless the mode is `Copy`, and otherwise, or when splice turns
-//! out unusable for that direction, through a pooled buffer (`buffer.rs`). Either is held only
-//! while bytes are in flight.
+//! Each direction is a `copy::Flow`. It moves bytes through a pooled buffer (`buffer.rs`) or,
+//! on Linux, with `splice(2)` through a pooled pipe (`splice.rs`, `pipe.rs`): from the first
+//! byte in `Splice` mode, once the direction looks bulk (reads in a row fill the buffer) in
+//! `Auto` mode, never in `Copy` mode; a direction whose splice turns out unusable copies. Buffer
+//! and pipe are held only while bytes are in flight.
 
 mod buffer;
 mod copy;
@@ -43,8 +44,9 @@ pub struct RelaySettings {
     /// Size in bytes of a pooled copy buffer, borrowed only while data is in flight: the most
     /// one read moves. Zero is treated as 1.
     pub buffer_size: usize,
-    /// Splice, copy, or splice where possible. `Auto` and `Splice` splice on Linux, and both
-    /// fall back to copy per direction if splice fails before a byte moved; elsewhere they copy.
+    /// Splice, copy, or copy until a direction looks bulk and then splice (`Auto`). On Linux
+    /// both splicing modes fall back to copy per direction if splice fails before a spliced
+    /// byte moved; elsewhere they copy.
     pub mode: RelayMode,
     /// Capacity in bytes asked of each splice pipe (`F_SETPIPE_SZ`, rounded up by the kernel
     /// to a power-of-two number of pages); `None` keeps the kernel's default (64 KiB). A size

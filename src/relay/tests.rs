@@ -1,7 +1,7 @@
 //! Unit tests for what the integration tests cannot see: buffer and pipe lending, the future's
 //! size, the idle timer's re-arming under a paused clock, and the splice path with a pipe pool
 //! of its own (reuse, fallback through a failure hook, pipes holding bytes at a cut).
-//! Behaviour over sockets in both modes is in `tests/relay.rs`.
+//! Behaviour over sockets in every mode is in `tests/relay.rs`.
 
 use super::*;
 
@@ -154,7 +154,7 @@ mod splicing {
     use super::*;
     use crate::relay::copy::{Activity, Env};
     use crate::relay::pipe::PipePool;
-    use crate::relay::splice::{self, Splice};
+    use crate::relay::splice::{self, AUTO_FULL_READS, Splice};
 
     /// A pool that outlives the spawned relay.
     fn pool(max_free: usize) -> &'static PipePool {
@@ -166,6 +166,7 @@ mod splicing {
         held: &[u8],
         pipes: &'static PipePool,
         fail_first: bool,
+        after_full_reads: u32,
     ) -> (CancellationToken, tokio::task::JoinHandle<RelayReport>) {
         let cut = CancellationToken::new();
         let env = Env {
@@ -175,6 +176,7 @@ mod splicing {
             splice: Some(Splice {
                 pipes,
                 pipe_size: None,
+                after_full_reads,
                 fail_first,
             }),
         };
@@ -188,7 +190,13 @@ mod splicing {
     /// `size` bytes each way at once, then both sides close; returns the relay's report.
     async fn exchange(pipes: &'static PipePool, fail_first: bool, size: usize) -> RelayReport {
         let (client, relay_client, relay_upstream, upstream) = ends().await;
-        let (_cut, task) = spawn((relay_client, relay_upstream), b"held", pipes, fail_first);
+        let (_cut, task) = spawn(
+            (relay_client, relay_upstream),
+            b"held",
+            pipes,
+            fail_first,
+            0,
+        );
         let (mut client_rd, mut client_wr) = client.into_split();
         let (mut upstream_rd, mut upstream_wr) = upstream.into_split();
         let (up, down) = (vec![1; size], vec![2; size]);
@@ -253,7 +261,7 @@ mod splicing {
     async fn a_pipe_holding_bytes_at_the_cut_is_closed_not_pooled() {
         let pipes = pool(4);
         let (mut client, relay_client, relay_upstream, _upstream) = ends().await;
-        let (cut, task) = spawn((relay_client, relay_upstream), b"", pipes, false);
+        let (cut, task) = spawn((relay_client, relay_upstream), b"", pipes, false, 0);
         // The upstream never reads: the relay fills its pipe and then waits to empty it.
         let writer = tokio::spawn(async move {
             let chunk = vec![0; 64 * 1024];
@@ -278,5 +286,57 @@ mod splicing {
         assert!(matches!(report.end, RelayEnd::Cut), "{report:?}");
         assert_eq!((pipes.lent(), pipes.free(), pipes.created()), (0, 0, 1));
         writer.await.unwrap();
+    }
+
+    /// `Auto`: request/response messages are copied (no pipe is ever taken), then a bulk
+    /// transfer on the same connection fills the buffer twice in a row and splices.
+    #[tokio::test]
+    async fn auto_copies_messages_and_splices_a_bulk_transfer() {
+        let pipes = pool(4);
+        let (mut client, relay_client, relay_upstream, mut upstream) = ends().await;
+        let (_cut, task) = spawn(
+            (relay_client, relay_upstream),
+            b"",
+            pipes,
+            false,
+            AUTO_FULL_READS,
+        );
+        let (request, reply) = ([1u8; 100], [2u8; 1000]);
+        for _ in 0..20 {
+            client.write_all(&request).await.unwrap();
+            let mut got = [0u8; 100];
+            upstream.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, request);
+            upstream.write_all(&reply).await.unwrap();
+            let mut got = [0u8; 1000];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, reply);
+        }
+        assert_eq!(pipes.created(), 0, "messages never take a pipe");
+
+        let bulk: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let (mut got, ()) = tokio::join!(
+            async {
+                let mut got = vec![0; bulk.len()];
+                client.read_exact(&mut got).await.unwrap();
+                got
+            },
+            async {
+                upstream.write_all(&bulk).await.unwrap();
+                upstream.shutdown().await.unwrap();
+            },
+        );
+        assert!(got == bulk, "bulk bytes differ");
+        assert!(pipes.created() >= 1, "the bulk transfer spliced");
+        client.shutdown().await.unwrap();
+        got.clear();
+        assert_eq!(upstream.read_to_end(&mut got).await.unwrap(), 0);
+        let report = task.await.unwrap();
+        assert!(matches!(report.end, RelayEnd::Completed), "{report:?}");
+        assert_eq!(
+            (report.bytes_up, report.bytes_down),
+            (20 * 100, 20 * 1000 + (4 << 20))
+        );
+        assert_eq!(pipes.lent(), 0);
     }
 }
