@@ -45,7 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=int, help="override the length of each iperf3/wrk run")
     p.add_argument("--idle-levels", help="comma-separated idle connection counts (e.g. 5000,20000)")
     p.add_argument("--forwarders", help="comma-separated forwarder ids to run (default: all); "
-                   "ids: direct, sluice-bare, sluice-copy, sluice-full, haproxy, haproxy-splice, nginx-1, "
+                   "ids: direct, sluice-bare, sluice-copy, sluice-full, sluice-reuseport, haproxy, haproxy-splice, nginx-1, "
                    "nginx-auto, socat, naive")
     p.add_argument("--only", help=f"comma-separated scenarios (default: all): {', '.join(SCENARIOS)}")
     p.add_argument("--target-dir", help="cargo target dir holding release/sluice "
@@ -120,20 +120,20 @@ def run_rounds(ctx: scenarios.Context, forwarders: list[Forwarder], only: set[st
         k = rnd % len(forwarders)
         order = forwarders[k:] + forwarders[:k]
         if "throughput" in only:
-            for fw in order:
+            for fw in (f for f in order if f.runs("throughput")):
                 scenarios.throughput(ctx, fw, rnd)
                 _progress(t0, ctx.results, fw, "throughput", ["tput_1", "tput_8", "cpu_gb_1", "cpu_gb_8"])
         if "http" in only:
-            for fw in order:
+            for fw in (f for f in order if f.runs("http")):
                 scenarios.http(ctx, fw, rnd)
                 _progress(t0, ctx.results, fw, "http", ["conn_rate", "close_p99", "ka_p50", "ka_p99"])
         if "idle" in only:
             for n in idle_levels:
-                for fw in order:
+                for fw in (f for f in order if f.runs("idle")):
                     scenarios.idle(ctx, fw, n, rnd)
                     _progress(t0, ctx.results, fw, f"idle {n}", [f"idle_rss_{n}", f"idle_pss_{n}"])
         if "health" in only:
-            for fw in order:
+            for fw in (f for f in order if f.runs("health")):
                 if fw.health_probes:
                     scenarios.health(ctx, fw, rnd)
                     _progress(t0, ctx.results, fw, "health", ["health_cpu"])

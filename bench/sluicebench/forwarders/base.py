@@ -43,6 +43,12 @@ class Forwarder:
     settings = ""
     # Can probe members actively (the health-cost figure).
     health_probes = False
+    # Scenarios it takes part in; None = all of them.
+    scenarios: set[str] | None = None
+
+    def runs(self, scenario: str) -> bool:
+        """Whether this forwarder takes part in ``scenario`` ("throughput", "http", ...)."""
+        return self.scenarios is None or scenario in self.scenarios
 
     def available(self) -> str | None:
         """None if it can run here, else why not."""

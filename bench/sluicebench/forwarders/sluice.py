@@ -55,6 +55,25 @@ SLUICE_PROFILES: dict[str, dict] = {
         },
         "require": ["relay"],
     },
+    # bare with one SO_REUSEPORT listener per worker (nginx's `reuseport`), to decide the
+    # `reuse_port` default by measurement. Only the throughput and connection-rate scenarios:
+    # idle memory and health checking do not depend on how connections are accepted.
+    "reuseport": {
+        "top": {},
+        "route": {},
+        "pool": {},
+        "health": {"enabled": False},
+        "env": {"RUST_LOG": "warn"},
+        "optional": {
+            "retry and breaker off": {
+                "route": {"retry": {"attempts": 1}},
+                "pool": {"breaker": {"enabled": False}},
+            },
+            "reuse_port": {"top": {"reuse_port": True}},
+        },
+        "require": ["reuse_port"],
+        "scenarios": ["throughput", "http"],
+    },
     # What an operator runs: every layer on, none of them triggering. Health checks every 2 s,
     # retry and breaker at their defaults, connection caps and rate limits far above what a
     # benchmark reaches (so their bookkeeping is paid, never their rejections).
@@ -158,6 +177,8 @@ class Sluice(Forwarder):
         self.id = f"sluice-{profile}"
         self.label = f"sluice ({profile})"
         self.health_probes = SLUICE_PROFILES[profile]["health"].get("enabled", True)
+        if "scenarios" in SLUICE_PROFILES[profile]:
+            self.scenarios = set(SLUICE_PROFILES[profile]["scenarios"])
         self.groups: list[str] | None = None  # optional groups this binary accepts
         self.dropped: dict[str, str] = {}     # optional groups it rejects, with the reason
 
