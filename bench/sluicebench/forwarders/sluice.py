@@ -15,6 +15,26 @@ from .. import procs
 from .base import IDLE_TIMEOUT, Forwarder, Setup
 
 
+def _bare(group_name: str, group: dict, **extra) -> dict:
+    """The relay alone (no probes, every member counts as up, no retry, no breaker, no limits)
+    plus one optional group of its own."""
+    return {
+        "top": {},
+        "route": {},
+        "pool": {},
+        "health": {"enabled": False},
+        "env": {"RUST_LOG": "warn"},
+        "optional": {
+            "retry and breaker off": {
+                "route": {"retry": {"attempts": 1}},
+                "pool": {"breaker": {"enabled": False}},
+            },
+            group_name: group,
+        },
+        **extra,
+    }
+
+
 # sluice profiles, merged over the base config built in `sluice_config`: "top" goes to the top
 # level, "route" into [routes.bench], "pool" into [pools.up], "health" into [pools.up.health];
 # "env" is the process environment.
@@ -23,57 +43,16 @@ from .base import IDLE_TIMEOUT, Forwarder, Setup
 # the relay). Each group is applied only if `sluice check` accepts it with this binary; a group
 # left out is named in the report. Add new keys (and new groups) here.
 SLUICE_PROFILES: dict[str, dict] = {
-    # The relay alone: no probes, every member counts as up, no retry, no breaker, no limits.
-    "bare": {
-        "top": {},
-        "route": {},
-        "pool": {},
-        "health": {"enabled": False},
-        "env": {"RUST_LOG": "warn"},
-        "optional": {
-            "retry and breaker off": {
-                "route": {"retry": {"attempts": 1}},
-                "pool": {"breaker": {"enabled": False}},
-            },
-            "relay": {"route": {"relay": "auto"}},
-        },
-    },
+    # The relay alone, default relay mode.
+    "bare": _bare("relay", {"route": {"relay": "auto"}}),
     # bare with the user-space copy relay instead of splice: sluice's counterpart of HAProxy
     # without splice. "require": a build that rejects these groups is skipped, not mislabelled.
-    "copy": {
-        "top": {},
-        "route": {},
-        "pool": {},
-        "health": {"enabled": False},
-        "env": {"RUST_LOG": "warn"},
-        "optional": {
-            "retry and breaker off": {
-                "route": {"retry": {"attempts": 1}},
-                "pool": {"breaker": {"enabled": False}},
-            },
-            "relay": {"route": {"relay": "copy"}},
-        },
-        "require": ["relay"],
-    },
+    "copy": _bare("relay", {"route": {"relay": "copy"}}, require=["relay"]),
     # bare with one SO_REUSEPORT listener per worker (nginx's `reuseport`), to decide the
     # `reuse_port` default by measurement. Only the throughput and connection-rate scenarios:
     # idle memory and health checking do not depend on how connections are accepted.
-    "reuseport": {
-        "top": {},
-        "route": {},
-        "pool": {},
-        "health": {"enabled": False},
-        "env": {"RUST_LOG": "warn"},
-        "optional": {
-            "retry and breaker off": {
-                "route": {"retry": {"attempts": 1}},
-                "pool": {"breaker": {"enabled": False}},
-            },
-            "reuse_port": {"top": {"reuse_port": True}},
-        },
-        "require": ["reuse_port"],
-        "scenarios": ["throughput", "http"],
-    },
+    "reuseport": _bare("reuse_port", {"top": {"reuse_port": True}}, require=["reuse_port"],
+                       scenarios=["throughput", "http"]),
     # What an operator runs: every layer on, none of them triggering. Health checks every 2 s,
     # retry and breaker at their defaults, connection caps and rate limits far above what a
     # benchmark reaches (so their bookkeeping is paid, never their rejections).
