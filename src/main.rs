@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::config::{self, Config};
 use sluice::drill;
-use sluice::server::Reloader;
+use sluice::server::{Reloader, Workers};
 use sluice::telemetry::access_log::{self, ReopenableFile};
 use sluice::{Server, Shutdown};
 use tracing::{error, info, warn};
@@ -294,18 +294,18 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
     }
 }
 
+/// Runs the server: the data plane on `workers` threads with an event loop each (see
+/// `sluice::server::Workers`), the control plane (health checks, admin, reloads, signals) on
+/// this thread.
 fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> anyhow::Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.workers {
-        builder.worker_threads(workers);
-    }
-    let runtime = builder
+    let workers = Workers::start(config.worker_count()).context("starting the worker threads")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let source = config.source_name();
-        let mut server = Server::bind(config)
+        let mut server = Server::bind_on(config, workers.handles())
             .await
             .with_context(|| format!("starting from {source}"))?;
         if watch {
@@ -320,7 +320,10 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
             warn!(cut = summary.cut, "connections cut at shutdown");
         }
         Ok(())
-    })
+    });
+    // After the drain: nothing is left on the workers but what the cut already ended.
+    workers.stop();
+    result
 }
 
 /// First SIGTERM/SIGINT: graceful stop. Second: cut live connections now.

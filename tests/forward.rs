@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Behavior, Sluice, Upstream, checksum, closed_port, eventually, payload, read_all};
+use sluice::server::Workers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -242,6 +243,56 @@ async fn reuse_port_listeners_share_one_address_and_serve_every_connection() {
         );
     }
     assert_eq!(sluice.stop().await.cut, 0);
+}
+
+/// The binary's layout: the data plane on two worker threads with an event loop each, with
+/// one `SO_REUSEPORT` socket per worker and with one socket both accept on. 100 concurrent
+/// echoes come back whole, and a connection still open at the stop drains without a cut.
+#[tokio::test]
+async fn worker_threads_relay_every_connection_and_drain_with_either_socket_layout() {
+    let echo = Upstream::start(Behavior::Echo).await;
+    for reuse_port in [true, false] {
+        let workers = Workers::start(2).unwrap();
+        let text = format!(
+            "reuse_port = {reuse_port}\n{}",
+            config("", &format!(r#"members = [{{ addr = "{}" }}]"#, echo.addr))
+        );
+        let sluice = Sluice::start_on(&text, workers.handles()).await;
+        let addr = sluice.addr("web");
+        let clients = (0..100u32).map(|i| {
+            tokio::spawn(async move {
+                let sent: Vec<u8> = (0..4096u32).map(|b| (b * 7 + i) as u8).collect();
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream.write_all(&sent).await.unwrap();
+                stream.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                stream.read_to_end(&mut got).await.unwrap();
+                assert!(got == sent, "connection {i}: {} bytes back", got.len());
+            })
+        });
+        for client in clients.collect::<Vec<_>>() {
+            client.await.unwrap();
+        }
+
+        let mut live = TcpStream::connect(addr).await.unwrap();
+        live.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        live.read_exact(&mut one).await.unwrap();
+        sluice.shutdown.stop();
+        live.write_all(b"y").await.unwrap();
+        live.read_exact(&mut one).await.unwrap();
+        assert_eq!(
+            &one, b"y",
+            "reuse_port = {reuse_port}: relayed while draining"
+        );
+        drop(live);
+        let summary = tokio::time::timeout(Duration::from_secs(5), sluice.run)
+            .await
+            .expect("the drain ends once the last client leaves")
+            .unwrap();
+        assert_eq!(summary.cut, 0, "reuse_port = {reuse_port}");
+        workers.stop();
+    }
 }
 
 #[tokio::test]

@@ -49,9 +49,10 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Access log file (reopened on SIGUSR1); `None` = stderr with the other logs.
     pub access_log: Option<PathBuf>,
-    /// Runtime worker threads; `None` = one per CPU core.
+    /// Data-plane worker threads, each with its own event loop; `None` = one per CPU core.
     pub workers: Option<usize>,
-    /// One `SO_REUSEPORT` listener per worker for each listen address.
+    /// One `SO_REUSEPORT` listener per worker for each listen address (default), rather than
+    /// one socket every worker accepts on.
     pub reuse_port: bool,
     /// Routes in file order (sorted by name, as TOML tables are).
     pub routes: Vec<RouteConfig>,
@@ -60,6 +61,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Worker threads to start: `workers`, or one per CPU core.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+            .unwrap_or(1)
+    }
+
     /// The pool a route refers to. Validation guarantees it exists.
     pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
         self.pools.iter().find(|p| p.name == name)

@@ -127,7 +127,7 @@ impl Validator {
             max_connections,
             access_log,
             workers,
-            reuse_port: file.reuse_port.unwrap_or(false),
+            reuse_port: file.reuse_port.unwrap_or(true),
             routes,
             pools,
         }

@@ -15,8 +15,10 @@
 
 mod reload;
 mod runtime;
+mod workers;
 
 pub use reload::{ReloadError, ReloadOutcome, Reloader};
+pub use workers::Workers;
 
 use std::io;
 use std::net::SocketAddr;
@@ -99,7 +101,19 @@ pub struct Server {
 
 impl Server {
     /// Builds pools and binds every listen address of every route (and the admin listener).
+    /// Accept loops and connections run on the runtime that calls [`Server::run`].
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        Self::bind_on(config, Vec::new()).await
+    }
+
+    /// [`Server::bind`], with the data plane on `workers` (see [`Workers`]): every route gets
+    /// an accept loop on each worker, and a connection stays on the worker that accepted it.
+    /// The control plane (health checks, admin, reloads) stays on the runtime that calls
+    /// [`Server::run`]. No workers: everything runs there.
+    pub async fn bind_on(
+        config: Config,
+        workers: Vec<tokio::runtime::Handle>,
+    ) -> Result<Self, ServerError> {
         let admin = match &config.admin {
             Some(a) => {
                 // Before anything can emit: the facade drops what arrives before a recorder,
@@ -131,6 +145,7 @@ impl Server {
             accept_loops: TaskTracker::new(),
             stop: CancellationToken::new(),
             background: CancellationToken::new(),
+            workers,
         });
         let runtime = Runtime::bind(config, seed, Arc::clone(&shared))?;
         Ok(Self {

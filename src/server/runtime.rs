@@ -14,10 +14,11 @@ use std::sync::atomic::AtomicUsize;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::ServerError;
 use crate::admin::{RouteInfo, View};
@@ -74,6 +75,8 @@ pub(super) struct Shared {
     pub stop: CancellationToken,
     /// Parent of every health task's token.
     pub background: CancellationToken,
+    /// The data plane's runtimes; empty: accept loops run on the caller's runtime.
+    pub workers: Vec<Handle>,
 }
 
 pub(super) struct Runtime {
@@ -116,9 +119,8 @@ impl Runtime {
     /// Starts the accept loops and health tasks of everything bound so far.
     pub fn start(&mut self) {
         for listener in self.listeners.values_mut() {
-            for socket in std::mem::take(&mut listener.sockets) {
-                Self::spawn_accept(&self.shared, socket, listener);
-            }
+            let sockets = std::mem::take(&mut listener.sockets);
+            Self::spawn_accepts(&self.shared, sockets, listener);
         }
         self.sync_checkers(true);
     }
@@ -135,10 +137,12 @@ impl Runtime {
                 let key = ListenKey::new(addr, &r.name);
                 if !self.listeners.contains_key(&key) && !bound.contains_key(&key) {
                     let sockets =
-                        bind_sockets(&new, addr, r.backlog).map_err(|error| ServerError::Bind {
-                            route: r.name.clone(),
-                            addr,
-                            error,
+                        bind_sockets(&new, addr, r.backlog, &self.shared).map_err(|error| {
+                            ServerError::Bind {
+                                route: r.name.clone(),
+                                addr,
+                                error,
+                            }
                         })?;
                     bound.insert(key, sockets);
                 }
@@ -210,9 +214,8 @@ impl Runtime {
                 stop: self.shared.stop.child_token(),
             };
             if running {
-                for socket in std::mem::take(&mut listener.sockets) {
-                    Self::spawn_accept(&self.shared, socket, &listener);
-                }
+                let sockets = std::mem::take(&mut listener.sockets);
+                Self::spawn_accepts(&self.shared, sockets, &listener);
             }
             self.listeners.insert(key, listener);
         }
@@ -263,14 +266,43 @@ impl Runtime {
         }
     }
 
-    fn spawn_accept(shared: &Shared, socket: TcpListener, listener: &Listener) {
+    /// Starts accepting on `sockets` (one, or one per worker with `reuse_port`). Without
+    /// worker runtimes, one accept loop per socket on this runtime. With them, one accept loop
+    /// on every worker: socket `i` goes to worker `i` with `reuse_port` (the kernel spreads
+    /// connections over the sockets), otherwise each worker accepts on its own duplicate of
+    /// the one socket (whichever is woken first takes the connection).
+    fn spawn_accepts(shared: &Shared, sockets: Vec<TcpListener>, listener: &Listener) {
         info!(route = %listener.route.load().name, addr = %listener.local, "listening");
-        shared.accept_loops.spawn(route::accept_loop(
-            socket,
-            Arc::clone(&listener.route),
-            listener.stop.clone(),
-            shared.connections.clone(),
-        ));
+        let accept = |socket| {
+            route::accept_loop(
+                socket,
+                Arc::clone(&listener.route),
+                listener.stop.clone(),
+                shared.connections.clone(),
+            )
+        };
+        if shared.workers.is_empty() {
+            for socket in sockets {
+                shared.accept_loops.spawn(accept(socket));
+            }
+            return;
+        }
+        for (socket, worker) in per_worker(sockets, shared.workers.len()) {
+            let (route, stop) = (Arc::clone(&listener.route), listener.stop.clone());
+            let connections = shared.connections.clone();
+            // Registered inside the worker, with its own reactor, so readiness wakes that worker.
+            let accept_loop = async move {
+                match TcpListener::from_std(socket) {
+                    Ok(socket) => route::accept_loop(socket, route, stop, connections).await,
+                    Err(error) => {
+                        error!(%error, "cannot register a listening socket with its worker")
+                    }
+                }
+            };
+            shared
+                .accept_loops
+                .spawn_on(accept_loop, &shared.workers[worker]);
+        }
     }
 
     /// One health task per member of every pool with health checks: a task whose member
@@ -361,17 +393,51 @@ impl Runtime {
     }
 }
 
-/// One socket, or with `reuse_port` one per worker thread (the runtime's size).
+/// Pairs sockets with workers: `reuse_port` sockets one each (one per worker by
+/// construction), or a duplicate of a single socket for every worker. A socket that cannot be
+/// handed over (out of fds for a duplicate) is logged and that worker does not accept on it.
+fn per_worker(sockets: Vec<TcpListener>, workers: usize) -> Vec<(std::net::TcpListener, usize)> {
+    let mut std_sockets = Vec::new();
+    for socket in sockets {
+        match socket.into_std() {
+            Ok(socket) => std_sockets.push(socket),
+            Err(error) => error!(%error, "cannot hand a listening socket to a worker"),
+        }
+    }
+    if std_sockets.len() == 1 && workers > 1 {
+        let first = &std_sockets[0];
+        let duplicates: Vec<_> = (1..workers)
+            .filter_map(|_| {
+                first
+                    .try_clone()
+                    .inspect_err(
+                        |error| error!(%error, "cannot share a listening socket with a worker"),
+                    )
+                    .ok()
+            })
+            .collect();
+        std_sockets.extend(duplicates);
+    }
+    std_sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| (socket, i % workers))
+        .collect()
+}
+
+/// One socket, or with `reuse_port` one per worker: the data plane's workers, or without
+/// them the configured worker count (the caller's runtime).
 fn bind_sockets(
     config: &Config,
     addr: SocketAddr,
     backlog: u32,
+    shared: &Shared,
 ) -> std::io::Result<Vec<TcpListener>> {
     if config.reuse_port {
-        let workers = config
-            .workers
-            .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
-            .unwrap_or(1);
+        let workers = match shared.workers.len() {
+            0 => config.worker_count(),
+            n => n,
+        };
         route::bind_reuse_port(addr, backlog, workers)
     } else {
         route::bind(addr, backlog).map(|s| vec![s])

@@ -114,10 +114,16 @@ pub struct Sluice {
 impl Sluice {
     /// Validates `config` (TOML text), binds and runs it.
     pub async fn start(config: &str) -> Self {
+        Self::start_on(config, Vec::new()).await
+    }
+
+    /// [`Sluice::start`] with the data plane on `workers` (`sluice::server::Workers`), as the
+    /// binary runs it.
+    pub async fn start_on(config: &str, workers: Vec<tokio::runtime::Handle>) -> Self {
         let config = sluice::config::from_str(config, None).unwrap_or_else(|e| panic!("{e}"));
         let server_pools_names: Vec<String> = config.pools.iter().map(|p| p.name.clone()).collect();
         let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
-        let server = Server::bind(config).await.unwrap();
+        let server = Server::bind_on(config, workers).await.unwrap();
         let addrs = routes
             .iter()
             .flat_map(|r| {
