@@ -48,10 +48,11 @@ SLUICE_PROFILES: dict[str, dict] = {
     # bare with the user-space copy relay instead of splice: sluice's counterpart of HAProxy
     # without splice. "require": a build that rejects these groups is skipped, not mislabelled.
     "copy": _bare("relay", {"route": {"relay": "copy"}}, require=["relay"]),
-    # bare with one SO_REUSEPORT listener per worker (nginx's `reuseport`), to decide the
-    # `reuse_port` default by measurement. Only the throughput and connection-rate scenarios:
-    # idle memory and health checking do not depend on how connections are accepted.
-    "reuseport": _bare("reuse_port", {"top": {"reuse_port": True}}, require=["reuse_port"],
+    # bare with `reuse_port = false`: one listening socket that every worker accepts on, instead
+    # of one SO_REUSEPORT socket per worker (the default), so the report shows why that default.
+    # Only the throughput and connection-rate scenarios: idle memory and health checking do not
+    # depend on how connections are accepted.
+    "onesocket": _bare("one socket", {"top": {"reuse_port": False}}, require=["one socket"],
                        scenarios=["throughput", "http"]),
     # What an operator runs: every layer on, none of them triggering. Health checks every 2 s,
     # retry and breaker at their defaults, connection caps and rate limits far above what a
@@ -171,7 +172,7 @@ class Sluice(Forwarder):
         parts += [f"{g}: left out, this sluice build rejects the keys ({why})"
                   for g, why in self.dropped.items()]
         parts.append(f"RUST_LOG={p['env'].get('RUST_LOG', 'info')}")
-        parts.append("tokio runtime default (one worker per core)")
+        parts.append("one event loop per worker thread, one worker per core (default)")
         return "; ".join(parts)
 
     def available(self) -> str | None:
