@@ -18,8 +18,8 @@ use super::schema::{
 use super::{
     AdminConfig, AllDown, BalanceKind, BreakerConfig, Config, ConfigError, ConfigErrors,
     DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit, PoolConfig,
-    RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, source_name,
+    DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit,
+    PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, source_name,
 };
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
@@ -292,7 +292,7 @@ impl Validator {
         let errors_here = self.errors.len() != route_errors_before;
         // 4 KiB (a page) to 1 GiB (the kernel's pipe-max-size ceiling).
         let pipe_size = match route.pipe_size {
-            None => Some(None),
+            None => Some(Some(DEFAULT_PIPE_SIZE)),
             Some(n) => self
                 .int_in(&key("pipe_size"), Some(n), 0, 4096, 1 << 30)
                 .map(|n| Some(n as usize)),
