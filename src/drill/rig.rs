@@ -4,7 +4,8 @@
 //!
 //! [`Rig::start`] builds it in that order and undoes what it built if a step fails;
 //! [`Rig::teardown`] stops sluice (if still running), deletes the proxies and stops the
-//! servers. The injector itself belongs to the caller. Every wait is bounded.
+//! servers. [`with_rig`] wraps both around a drill or soak body, with the injector. Every wait
+//! is bounded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,18 +15,39 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::DrillError;
 use super::injector::Injector;
 use super::members::MemberServer;
 use super::report::MemberInfo;
 use super::scenario::Scenario;
 use super::timeline::Targets;
+use super::{DrillError, RunOptions};
 use crate::upstream::Pool;
 use crate::{RunSummary, Server, Shutdown};
 
 /// How long sluice may take to drain after traffic before its connections are cut.
 const DRAIN: Duration = Duration::from_secs(10);
 static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Starts the fault injector and the rig for `scenario` (seeded from `options`), runs `body` on
+/// them, then tears both down whatever `body` returned.
+pub(super) async fn with_rig<T>(
+    scenario: &Scenario,
+    options: &RunOptions,
+    body: impl for<'r> AsyncFnOnce(u64, &'r Injector, &mut Rig<'r>) -> Result<T, DrillError>,
+) -> Result<T, DrillError> {
+    let seed = options.seed_for(scenario);
+    let injector = Injector::start(&options.injector).await?;
+    let result = match Rig::start(scenario, seed, &injector).await {
+        Ok(mut rig) => {
+            let result = body(seed, &injector, &mut rig).await;
+            rig.teardown().await;
+            result
+        }
+        Err(e) => Err(e),
+    };
+    injector.stop().await;
+    result
+}
 
 /// Members, proxies and a running sluice.
 pub(super) struct Rig<'a> {

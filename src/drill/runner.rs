@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::injector::{Injector, InjectorChoice};
 use super::measure::Inputs;
 use super::report::{self, Report, Setup};
-use super::rig::Rig;
+use super::rig::{self, Rig};
 use super::scenario::Scenario;
 use super::{DrillError, access, observe, timeline, traffic};
 
@@ -41,18 +41,10 @@ impl RunOptions {
 
 /// Runs `scenario`; `Ok` holds the report whether or not its bounds were met.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, DrillError> {
-    let seed = options.seed_for(scenario);
-    let injector = Injector::start(&options.injector).await?;
-    let result = match Rig::start(scenario, seed, &injector).await {
-        Ok(mut rig) => {
-            let result = drill(scenario, options, seed, &injector, &mut rig).await;
-            rig.teardown().await;
-            result
-        }
-        Err(e) => Err(e),
-    };
-    injector.stop().await;
-    result
+    rig::with_rig(scenario, options, async |seed, injector, rig| {
+        drill(scenario, options, seed, injector, rig).await
+    })
+    .await
 }
 
 async fn drill(

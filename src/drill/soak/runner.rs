@@ -25,7 +25,7 @@ use super::report::{self, Ran, Resources, Sample, SoakReport, SoakSetup};
 use super::schedule;
 use crate::drill::access::{self, Subscription};
 use crate::drill::injector::Injector;
-use crate::drill::rig::Rig;
+use crate::drill::rig::{self, Rig};
 use crate::drill::scenario::Traffic;
 use crate::drill::{DrillError, RunOptions, observe, timeline, traffic};
 
@@ -38,18 +38,10 @@ const DEFAULT_FD_SETTLE: u64 = 16;
 
 /// Runs `soak`; `Ok` holds the report whether or not its bounds were met.
 pub async fn run(soak: &Soak, options: &RunOptions) -> Result<SoakReport, DrillError> {
-    let seed = options.seed_for(&soak.scenario);
-    let injector = Injector::start(&options.injector).await?;
-    let result = match Rig::start(&soak.scenario, seed, &injector).await {
-        Ok(mut rig) => {
-            let result = phases(soak, options, seed, &injector, &mut rig).await;
-            rig.teardown().await;
-            result
-        }
-        Err(e) => Err(e),
-    };
-    injector.stop().await;
-    result
+    rig::with_rig(&soak.scenario, options, async |seed, injector, rig| {
+        phases(soak, options, seed, injector, rig).await
+    })
+    .await
 }
 
 async fn phases(
