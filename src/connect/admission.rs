@@ -182,7 +182,8 @@ impl Limits {
         if let Some(rate) = &self.client_rate {
             rate.acquire(client, deadline).await?;
         }
-        let mut permits = Vec::with_capacity(2);
+        // `Vec::new` allocates only once a limit gives a permit: unlimited routes pay nothing.
+        let mut permits = Vec::new();
         for limit in [&self.route, &self.global].into_iter().flatten() {
             permits.push(limit.acquire(deadline).await?);
         }
