@@ -137,9 +137,8 @@ impl<'a> Flow<'a> {
     pub(super) async fn run(&mut self, env: &Env<'_>) -> Result<(), Fault> {
         self.write_held(env).await?;
         let at_eof = match env.splice_after() {
-            None => self.copy(env, None).await? == Copied::Eof,
             Some(0) => false,
-            Some(full_reads) => self.copy(env, Some(full_reads)).await? == Copied::Eof,
+            bulk_after => self.copy(env, bulk_after).await? == Copied::Eof,
         };
         if !at_eof && let Spliced::CopyTheRest = self.splice(env).await? {
             // A splice that gave up may have left bytes from its pipe in `held`.

@@ -266,28 +266,20 @@ impl Runtime {
         }
     }
 
-    /// Starts accepting on `sockets` (one, or one per worker with `reuse_port`). Without
-    /// worker runtimes, one accept loop per socket on this runtime. With them, one accept loop
-    /// on every worker: socket `i` goes to worker `i` with `reuse_port` (the kernel spreads
-    /// connections over the sockets), otherwise each worker accepts on its own duplicate of
-    /// the one socket (whichever is woken first takes the connection).
+    /// Starts accepting on `sockets` (one, or one per worker with `reuse_port`): one accept
+    /// loop on every worker, socket `i` on worker `i` with `reuse_port` (the kernel spreads
+    /// connections over the sockets), otherwise each worker on its own duplicate of the one
+    /// socket (whichever is woken first takes the connection). Without worker runtimes, the
+    /// caller's runtime is the one worker.
     fn spawn_accepts(shared: &Shared, sockets: Vec<TcpListener>, listener: &Listener) {
         info!(route = %listener.route.load().name, addr = %listener.local, "listening");
-        let accept = |socket| {
-            route::accept_loop(
-                socket,
-                Arc::clone(&listener.route),
-                listener.stop.clone(),
-                shared.connections.clone(),
-            )
+        let current = [Handle::current()];
+        let workers = if shared.workers.is_empty() {
+            &current[..]
+        } else {
+            &shared.workers[..]
         };
-        if shared.workers.is_empty() {
-            for socket in sockets {
-                shared.accept_loops.spawn(accept(socket));
-            }
-            return;
-        }
-        for (socket, worker) in per_worker(sockets, shared.workers.len()) {
+        for (socket, worker) in per_worker(sockets, workers.len()) {
             let (route, stop) = (Arc::clone(&listener.route), listener.stop.clone());
             let connections = shared.connections.clone();
             // Registered inside the worker, with its own reactor, so readiness wakes that worker.
@@ -299,9 +291,7 @@ impl Runtime {
                     }
                 }
             };
-            shared
-                .accept_loops
-                .spawn_on(accept_loop, &shared.workers[worker]);
+            shared.accept_loops.spawn_on(accept_loop, &workers[worker]);
         }
     }
 
@@ -393,8 +383,8 @@ impl Runtime {
     }
 }
 
-/// Pairs sockets with workers: `reuse_port` sockets one each (one per worker by
-/// construction), or a duplicate of a single socket for every worker. A socket that cannot be
+/// Pairs sockets with workers: several (`reuse_port`) sockets round-robin, one each when the
+/// workers are the data plane's; a single socket, a duplicate of it for every worker. A socket that cannot be
 /// handed over (out of fds for a duplicate) is logged and that worker does not accept on it.
 fn per_worker(sockets: Vec<TcpListener>, workers: usize) -> Vec<(std::net::TcpListener, usize)> {
     let mut std_sockets = Vec::new();

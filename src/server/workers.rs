@@ -58,24 +58,20 @@ impl Workers {
         self.handles.clone()
     }
 
-    /// Ends every worker's event loop and joins its thread. Tasks still on a worker are
-    /// dropped, closing their sockets; call it after the server's drain.
-    pub fn stop(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        self.stop.cancel();
-        for thread in self.threads.drain(..) {
-            // A worker that panicked has already reported it on stderr.
-            let _ = thread.join();
-        }
+    /// Ends every worker's event loop and joins its thread (dropping does the same). Tasks
+    /// still on a worker are dropped, closing their sockets; call it after the server's drain.
+    pub fn stop(self) {
+        drop(self);
     }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.stop_and_join();
+        self.stop.cancel();
+        for thread in self.threads.drain(..) {
+            // A worker that panicked has already reported it on stderr.
+            let _ = thread.join();
+        }
     }
 }
 
