@@ -1,6 +1,6 @@
 //! The report as text: a header, the timeline, clients per second, bytes, verdicts.
 
-use super::measure::BytesCheck;
+use super::measure::{BytesCheck, ClientTotals};
 use std::fmt::{self, Write};
 
 use super::report::{MemberInfo, Report, TrafficInfo, human};
@@ -52,23 +52,7 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
 
     let m = &r.measures;
-    let outcomes: Vec<String> = m
-        .clients
-        .by_outcome
-        .iter()
-        .filter(|(k, _)| **k != "ok")
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    let detail = if outcomes.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", outcomes.join(", "))
-    };
-    writeln!(
-        f,
-        "\nclients   {} in all: {} ok, {} failed{detail}",
-        m.clients.total, m.clients.ok, m.clients.failed
-    )?;
+    render_clients(f, &m.clients)?;
     if m.redials.observed {
         writeln!(
             f,
@@ -201,6 +185,26 @@ pub(crate) fn render_setup(f: &mut fmt::Formatter<'_>, s: &Setup<'_>) -> fmt::Re
         t.rate,
         human(t.duration),
         human(t.timeout)
+    )
+}
+
+/// The clients line (totals, then the failed ones by outcome), as drills and soaks both report it.
+pub(crate) fn render_clients(f: &mut fmt::Formatter<'_>, c: &ClientTotals) -> fmt::Result {
+    let outcomes: Vec<String> = c
+        .by_outcome
+        .iter()
+        .filter(|(k, _)| **k != "ok")
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let detail = if outcomes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", outcomes.join(", "))
+    };
+    writeln!(
+        f,
+        "\nclients   {} in all: {} ok, {} failed{detail}",
+        c.total, c.ok, c.failed
     )
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::{self, Write};
 
 use super::report::{SoakReport, mib};
-use crate::drill::text::{Setup, render_bytes, render_setup};
+use crate::drill::text::{Setup, render_bytes, render_clients, render_setup};
 use crate::drill::verdict::fmt_ms;
 
 pub(super) fn render(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,23 +126,7 @@ fn samples(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 
 fn clients(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let t = &r.tally;
-    let c = &t.clients;
-    let outcomes: Vec<String> = c
-        .by_outcome
-        .iter()
-        .filter(|(k, _)| **k != "ok")
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    let detail = if outcomes.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", outcomes.join(", "))
-    };
-    writeln!(
-        f,
-        "\nclients   {} in all: {} ok, {} failed{detail}",
-        c.total, c.ok, c.failed
-    )?;
+    render_clients(f, &t.clients)?;
     if let Some(s) = t.slowest {
         writeln!(
             f,
