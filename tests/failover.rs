@@ -189,3 +189,75 @@ async fn min_healthy_adds_the_backup_tier_when_primaries_are_too_few() {
     assert_eq!(seen, [20, 20]);
     sluice.stop().await;
 }
+
+/// A member that died with clients arriving opened its breaker; when the probes bring it back
+/// it must take clients at once, not sit out the rest of `open_for` (here a minute) up and never
+/// picked.
+#[tokio::test]
+async fn member_back_by_health_checks_is_picked_though_its_breaker_opened_while_it_was_dead() {
+    let a = Upstream::start(Behavior::Identify(b'a')).await;
+    let b = Upstream::start(Behavior::Identify(b'b')).await;
+    let text = format!(
+        r#"
+        [routes.db]
+        listen = "127.0.0.1:0"
+        pool = "db"
+        [pools.db]
+        members = [{{ addr = "{}" }}, {{ addr = "{}" }}]
+        [pools.db.breaker]
+        consecutive_failures = 1
+        open_for = "1m"
+        [pools.db.health]
+        interval = "300ms"
+        fast_interval = "100ms"
+        timeout = "200ms"
+        rise = 1
+        fall = 5
+        jitter = "0%"
+        init_state = "down"
+        "#,
+        a.addr, b.addr
+    );
+    let sluice = Sluice::start(&text).await;
+    let members: Vec<_> = sluice.pool("db").members().to_vec();
+    let is_open = |m: &sluice::upstream::Member| {
+        matches!(
+            m.breaker_state(Instant::now()),
+            Some(sluice::upstream::BreakerState::Open { .. })
+        )
+    };
+
+    // Down until the first probe passes: once both are up, the first-probe rule is behind us
+    // and only `fall` failures in a row take a member down.
+    eventually(Duration::from_secs(5), "first probes pass", || {
+        members.iter().all(|m| m.is_up())
+    })
+    .await;
+    let a_addr = a.kill().await;
+    // Clients round-robin onto the dead member until one of them opens its breaker (and is
+    // redialled to b); the probes need at least 4 × 100 ms more to take it down (fall = 5),
+    // while two clients are enough.
+    let start = Instant::now();
+    while !is_open(&members[0]) {
+        assert_eq!(served_by(&sluice).await, Some(b'b'), "redialled to b");
+        assert!(
+            members[0].is_up() && start.elapsed() < Duration::from_secs(5),
+            "the breaker should open before the probes take a down"
+        );
+    }
+    eventually(Duration::from_secs(5), "a down", || !members[0].is_up()).await;
+
+    let _a = Upstream::serve(rebind(a_addr).await, Behavior::Identify(b'a'));
+    eventually(Duration::from_secs(5), "a up again", || members[0].is_up()).await;
+    assert!(
+        !is_open(&members[0]) && members[0].is_eligible(Instant::now()),
+        "back up means admitted: {:?}",
+        members[0].breaker_state(Instant::now())
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(served_by(&sluice).await);
+    }
+    assert_eq!(seen, [Some(b'a'), Some(b'b')].into_iter().collect());
+    sluice.stop().await;
+}

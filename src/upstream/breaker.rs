@@ -247,6 +247,27 @@ impl Breaker {
         }
     }
 
+    /// Health probes brought the member back up after it was down: the failures this breaker
+    /// counted belong to the outage the probes have just seen end, so it closes with a fresh
+    /// count and its first period (Envoy's `successful_active_health_check_uneject_host` does the
+    /// same). Without this a member that died with clients arriving stays open after it returns,
+    /// up and never picked, for the rest of `open_for`. Outcomes of connections admitted before
+    /// (an older round) are ignored from now on.
+    pub fn reset(&mut self) -> Option<Transition> {
+        let from = match self.state {
+            State::Closed => None,
+            State::Open { .. } => Some(Phase::Open),
+            State::HalfOpen { .. } => Some(Phase::HalfOpen),
+        };
+        self.state = State::Closed;
+        self.failures = 0;
+        self.reset_from = 0;
+        self.open_for = self.config.open_for;
+        self.probation_until = None;
+        self.round += 1;
+        from.map(|from| Transition::plain(from, Phase::Closed))
+    }
+
     /// The connection admitted as `admit` ended with no verdict on the member (cancelled, or
     /// refused by sluice itself): a trial gives its slot back.
     pub fn release(&mut self, admit: Admit) {

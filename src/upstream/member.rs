@@ -150,8 +150,14 @@ impl Member {
         self.state.up.load(Ordering::Acquire)
     }
 
-    /// Sets health; returns true when this call changed it.
+    /// Sets health; returns true when this call changed it. Coming up closes the breaker
+    /// first (see `Breaker::reset`), so whoever sees the member up also sees it admitted.
     pub fn set_up(&self, up: bool) -> bool {
+        if up && !self.is_up() {
+            if let Some(c) = &self.circuit {
+                c.on_health_up();
+            }
+        }
         let changed = self.state.up.swap(up, Ordering::AcqRel) != up;
         if changed && up {
             let since = Instant::now().saturating_duration_since(self.state.epoch);

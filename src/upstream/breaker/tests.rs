@@ -208,3 +208,38 @@ fn early_close_in_probation_reopens_doubled() {
         opened(Phase::HalfOpen, 1, Duration::from_secs(35))
     );
 }
+
+#[test]
+fn reset_closes_from_any_state_with_a_fresh_count_and_period() {
+    let t0 = Instant::now();
+    let mut b = Breaker::new(config(2, 1));
+    // Open, fail a trial (period doubled), then the probes see the member come back.
+    open(&mut b, t0);
+    let t1 = t0 + OPEN_FOR;
+    let trial = pass(&mut b, t1);
+    assert!(b.on_failure(t1, trial).is_some());
+    assert!(matches!(b.state(t1), BreakerState::Open { until } if until == t1 + 2 * OPEN_FOR));
+    assert_eq!(
+        b.reset(),
+        Some(Transition::plain(Phase::Open, Phase::Closed))
+    );
+    assert_eq!(b.state(t1), BreakerState::Closed);
+    // A fresh count: one failure does not open a breaker that needs two...
+    let admit = pass(&mut b, t1);
+    assert_eq!(b.on_failure(t1, admit), None);
+    // ...and the next opening is for the first period, not the doubled one.
+    let admit = pass(&mut b, t1);
+    assert_eq!(b.on_failure(t1, admit), opened(Phase::Closed, 2, OPEN_FOR));
+    // Half-open resets too; a closed breaker reports no transition but forgets its count.
+    let t2 = t1 + OPEN_FOR;
+    pass(&mut b, t2);
+    assert_eq!(
+        b.reset(),
+        Some(Transition::plain(Phase::HalfOpen, Phase::Closed))
+    );
+    let admit = pass(&mut b, t2);
+    assert_eq!(b.on_failure(t2, admit), None);
+    assert_eq!(b.reset(), None);
+    let admit = pass(&mut b, t2);
+    assert_eq!(b.on_failure(t2, admit), None, "the count restarted at zero");
+}

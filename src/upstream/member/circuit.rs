@@ -107,6 +107,12 @@ impl Circuit {
         self.report(t, Some("early_close"));
     }
 
+    /// Health probes brought the member up: close (see [`Breaker::reset`]).
+    pub(super) fn on_health_up(&self) {
+        let t = self.update(Breaker::reset);
+        self.report(t, Some("member up by health checks"));
+    }
+
     pub(super) fn release(&self, admit: Admit) {
         self.update(|b| b.release(admit));
     }
@@ -156,7 +162,10 @@ impl Circuit {
                 "circuit opened"
             ),
             Phase::HalfOpen => info!(pool, member, "circuit half-open"),
-            Phase::Closed => info!(pool, member, "circuit closed"),
+            Phase::Closed => match reason {
+                Some(reason) => info!(pool, member, reason, "circuit closed"),
+                None => info!(pool, member, "circuit closed"),
+            },
         }
     }
 
