@@ -13,9 +13,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-/// A `sluice --log-format json run` child process and its stderr, line by line.
+/// A `sluice --log-format json run` child process and its stderr, line by line. Dropped
+/// without `stop` (a failed assertion), it kills the child so no sluice outlives the test.
 struct Running {
-    child: Child,
+    child: Option<Child>,
     lines: UnboundedReceiver<serde_json::Value>,
     addr: SocketAddr,
 }
@@ -51,11 +52,15 @@ impl Running {
         })
         .await
         .expect("no listening line within 10s");
-        Self { child, lines, addr }
+        Self {
+            child: Some(child),
+            lines,
+            addr,
+        }
     }
 
     fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
+        let pid = self.child.as_ref().expect("running").id().to_string();
         assert!(
             Command::new("kill")
                 .args([name, &pid])
@@ -68,12 +73,17 @@ impl Running {
     /// Sends SIGTERM, checks the exit code is 0, and returns every remaining log line.
     async fn stop(mut self) -> Vec<serde_json::Value> {
         self.signal("-TERM");
-        let mut child = self.child;
+        let mut child = self.child.take().expect("running");
         let exit = tokio::task::spawn_blocking(move || child.wait())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(exit.code(), Some(0), "sluice exits 0 after SIGTERM");
+        assert_eq!(
+            exit.code(),
+            Some(0),
+            "sluice exits 0 after SIGTERM (killed by signal {:?})",
+            std::os::unix::process::ExitStatusExt::signal(&exit)
+        );
         // The child has exited, so its stderr reaches EOF and the channel closes after the
         // last line.
         let mut rest = Vec::new();
@@ -81,6 +91,15 @@ impl Running {
             rest.push(line);
         }
         rest
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -221,5 +240,66 @@ async fn access_log_file_gets_one_line_per_connection_and_reopens_on_sigusr1() {
         lines.iter().all(|l| l["message"] != "access"),
         "with a file configured, access lines are not on stderr"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An early close is redialled inside the route's one admission: a client that may open one
+/// connection a second (`client_rate_limit` burst 1) still gets through on the second member,
+/// and its access line counts both attempts.
+#[tokio::test]
+async fn early_close_redial_spends_one_rate_token_and_the_access_line_counts_it() {
+    let resetter = common::Resetter::start().await;
+    let live = Upstream::start(Behavior::Echo).await;
+    let dir = temp_dir("redial");
+    let path = dir.join("sluice.toml");
+    // Smooth weighted round robin picks the heaviest member first: the resetter.
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+            [routes.web]
+            listen = "127.0.0.1:0"
+            pool = "web"
+            client_rate_limit = {{ per_second = 1, burst = 1 }}
+            [pools.web]
+            members = [{{ addr = "{}", weight = 256 }}, {{ addr = "{}" }}]
+            [pools.web.health]
+            enabled = false
+            "#,
+            resetter.addr, live.addr
+        ),
+    )
+    .unwrap();
+    let sluice = Running::start(&path).await;
+    let mut client = TcpStream::connect(sluice.addr).await.unwrap();
+    // The client stays silent until sluice has moved it to the live member: a client that has
+    // spoken is committed to the member it spoke to (its bytes are never replayed).
+    eventually(
+        Duration::from_secs(5),
+        "redialled to the live member",
+        || live.accepted() == 1,
+    )
+    .await;
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"ping")
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::shutdown(&mut client)
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(reply, b"ping", "served by the live member after the redial");
+    assert_eq!(
+        resetter.accepted(),
+        1,
+        "the first attempt reached the resetter"
+    );
+
+    let lines = sluice.stop().await;
+    let access: Vec<_> = lines.iter().filter(|l| l["message"] == "access").collect();
+    assert_eq!(access.len(), 1, "{lines:?}");
+    assert_eq!(access[0]["outcome"], "ok");
+    assert_eq!(access[0]["attempts"], 2, "{}", access[0]);
+    assert_eq!(access[0]["member"], live.addr.to_string());
     let _ = std::fs::remove_dir_all(&dir);
 }

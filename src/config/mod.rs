@@ -245,6 +245,10 @@ pub struct PoolConfig {
     pub breaker: Option<BreakerConfig>,
     /// Connections one member may hold at once; a full member is skipped. `None` = unlimited.
     pub member_max_connections: Option<usize>,
+    /// `breaker.early_close`: a member that closes or resets without a byte within this after
+    /// connect has failed the attempt (redialled while the client is silent). A redial trigger
+    /// in its own right, so it applies with the breaker off too. `None` when set to zero.
+    pub early_close: Option<Duration>,
 }
 
 /// Per-member circuit breaker fed by real connect outcomes.

@@ -401,6 +401,9 @@ impl Validator {
             breaker_file.max_connections,
         );
         let breaker = self.breaker(&key("breaker"), &breaker_file);
+        let early_close = breaker_file
+            .early_close
+            .map_or(BreakerConfig::default().early_close, |e| e.0);
 
         if self.errors.len() != error_count {
             return None;
@@ -415,6 +418,7 @@ impl Validator {
             slow_start,
             breaker,
             member_max_connections,
+            early_close: Some(early_close).filter(|d| !d.is_zero()),
         })
     }
 

@@ -13,7 +13,8 @@
 //! deadline for all three checks, taken when the connection arrives: a connection count waits
 //! for a permit; the client rate waits for the client's next token only when it comes before
 //! the deadline (else fails at once). Errors: `RateLimited { scope: Client }` and
-//! `LimitReached { scope: Route | Global }`.
+//! `LimitReached { scope: Route | Global }`. After a queued admission a client that has left
+//! meanwhile (closed or reset) ends with `ClientGone` before any member is dialled.
 //!
 //! Readiness: the decisions need the request (the client IP), so they are made in `call`, and
 //! `poll_ready` is always ready. The inner service is cloned unpolled into the response future
@@ -210,6 +211,10 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let permits = limits.admit(request.client.ip(), deadline).await?;
+            // A client that gave up while queued must not cost a member a connection.
+            if deadline.is_some() && request.client_left() {
+                return Err(ConnectError::ClientGone);
+            }
             let mut connected = inner.oneshot(request).await?;
             connected.permits.extend(permits);
             Ok(connected)

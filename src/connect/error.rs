@@ -37,6 +37,10 @@ pub enum ConnectError {
     /// A connection-count limit is full (and the queue, if any, timed out).
     #[error("connection limit reached: {scope} allows {max} at once")]
     LimitReached { scope: LimitScope, max: usize },
+    /// The client closed or reset while it waited (in a limit's queue or a redial's backoff):
+    /// nobody is left to connect for.
+    #[error("client left before a member was dialled")]
+    ClientGone,
 }
 
 /// Names a member in errors: its position in the pool (for redial exclusion), its configured
@@ -93,6 +97,8 @@ pub enum Fault {
     Upstream,
     /// sluice refused by policy (limits, no member left, breaker open).
     Sluice,
+    /// The client went away; nothing to say about any member.
+    Client,
 }
 
 impl ConnectError {
@@ -116,9 +122,10 @@ impl ConnectError {
             | Self::Io { member, .. }
             | Self::EarlyClose { member, .. }
             | Self::CircuitOpen { member } => Some(member),
-            Self::NoEligibleMember(_) | Self::RateLimited { .. } | Self::LimitReached { .. } => {
-                None
-            }
+            Self::NoEligibleMember(_)
+            | Self::RateLimited { .. }
+            | Self::LimitReached { .. }
+            | Self::ClientGone => None,
         }
     }
 
@@ -145,6 +152,7 @@ impl ConnectError {
             | Self::NoEligibleMember(_)
             | Self::RateLimited { .. }
             | Self::LimitReached { .. } => Fault::Sluice,
+            Self::ClientGone => Fault::Client,
         }
     }
 
@@ -160,6 +168,7 @@ impl ConnectError {
             Self::NoEligibleMember(_) => "no_member",
             Self::RateLimited { .. } => "rejected_rate",
             Self::LimitReached { .. } => "rejected_limit",
+            Self::ClientGone => "client_gone",
         }
     }
 }

@@ -6,23 +6,30 @@
 //!    refused connection costs nothing below and its permits span the connect and the relay.
 //! 2. `RateLimit` — the route-wide new-connection rate; under Admission so only admitted
 //!    connections spend a token, above Retry so a redial does not spend another.
-//! 3. `Retry` — redials on a member failure with backoff; above Select so every attempt picks
-//!    again, excluding the members that already failed this client.
-//! 4. `Select` — picks a member from the pool (tier policy + balancer; down, drained, open
+//! 3. `Retry` — the one place that decides every redial (refused, reset, timeout, breaker
+//!    race, early close): at once to another member, after a backoff only to one already
+//!    tried; above Select so every attempt picks again, excluding the members that already
+//!    failed this client.
+//! 4. `EarlyClose` — an attempt succeeds only once the member has not hung up within its
+//!    `early_close` window while the client is silent; under Retry so an early close is an
+//!    attempt failure like any other, above Select so the redial picks again.
+//! 5. `Select` — picks a member from the pool (tier policy + balancer; down, drained, open
 //!    and full members are not eligible) and counts it active from here on.
-//! 5. `CircuitBreaker` — per member; admits (or refuses a race with an opening breaker) and
+//! 6. `CircuitBreaker` — per member; admits (or refuses a race with an opening breaker) and
 //!    learns from the outcome of the attempt below it.
-//! 6. `ConnectTimeout` — bounds one attempt; right above the connect so it times the member
+//! 7. `ConnectTimeout` — bounds one attempt; right above the connect so it times the member
 //!    alone and names it in the error.
-//! 7. `TcpConnect` — the handshake itself, with `TCP_NODELAY` and the PROXY header.
+//! 8. `TcpConnect` — the handshake itself, with `TCP_NODELAY` and the PROXY header.
 //!
-//! The stack never touches the client socket: it returns an upstream [`Connected`] (or a typed
+//! The stack never reads or writes the client socket; it may look at it (a `peek`) to see
+//! whether the client has spoken or left ([`ConnectRequest::socket`]). It returns an upstream [`Connected`] (or a typed
 //! [`ConnectError`]) and the route's connection task hands both sockets to the relay.
 
 mod admission;
 mod breaker;
 mod client_limit;
 mod clock;
+mod early_close;
 mod error;
 pub mod proxy_protocol;
 mod rate_limit;
@@ -45,6 +52,7 @@ pub use admission::{Admission, AdmissionLayer, ConnectionLimit};
 pub use breaker::{CircuitBreaker, CircuitBreakerLayer};
 pub use client_limit::{CLEANUP_EVERY, ClientRateLimit};
 pub use clock::{TokioClock, TokioInstant};
+pub use early_close::{EarlyClose, EarlyCloseLayer};
 pub use error::{ConnectError, Fault, LimitScope, MemberId};
 pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use retry::{Retry, RetryLayer};
@@ -66,6 +74,10 @@ pub struct ConnectRequest {
     /// Members picked for this client so far, shared by every retry's copy of the request:
     /// the access log reports it whether the connection succeeded or not.
     pub attempts: Arc<AtomicU32>,
+    /// The client's socket, shared so the stack can see whether the client has spoken (no
+    /// redial after an early close then) or left (no dial after a wait). Never read from or
+    /// written to. `None` in tests of the stack alone: no such checks.
+    pub socket: Option<Arc<TcpStream>>,
 }
 
 impl ConnectRequest {
@@ -75,7 +87,19 @@ impl ConnectRequest {
             local,
             tried: Vec::new(),
             attempts: Arc::default(),
+            socket: None,
         }
+    }
+
+    /// The request of the client on `socket`, which the stack may watch (see `socket`).
+    pub fn with_socket(mut self, socket: Arc<TcpStream>) -> Self {
+        self.socket = Some(socket);
+        self
+    }
+
+    /// Whether the client is known to have left (see [`early_close::client_left`]).
+    pub(crate) fn client_left(&self) -> bool {
+        self.socket.as_deref().is_some_and(early_close::client_left)
     }
 
     /// Connect attempts made so far (members picked).
@@ -112,7 +136,7 @@ impl Connected {
 
 /// The concrete stack type of a route.
 pub type ConnectStack =
-    Admission<RateLimit<Retry<Select<CircuitBreaker<ConnectTimeout<TcpConnect>>>>>>;
+    Admission<RateLimit<Retry<EarlyClose<Select<CircuitBreaker<ConnectTimeout<TcpConnect>>>>>>>;
 
 /// A route's limit layers. Their counters and token buckets live behind `Arc`s, so a reload
 /// that keeps the route's limit settings hands the same `RouteLimits` to the new stack: live
@@ -180,6 +204,7 @@ pub fn stack(
             route.retry,
             seed,
         ))
+        .layer(EarlyCloseLayer)
         .layer(SelectLayer::new(pool))
         .layer(CircuitBreakerLayer::new())
         .layer(ConnectTimeoutLayer::new(route.connect_timeout))

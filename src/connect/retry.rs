@@ -1,22 +1,32 @@
-//! Retry: redials another member when a connect fails in a way another member could fix.
+//! Retry: the one place that decides every redial, seeing the whole attempt.
 //!
-//! Sits above `Select`, so every attempt picks again. A failed member's index goes into the
-//! request's `tried` list first, so the next pick skips it: a redial never goes back to the
-//! member that just failed (HAProxy #1878). What is cloned per attempt is the request (client
-//! and local address, tried list), never the client socket, which the stack does not hold:
-//! bytes the client sends meanwhile wait in its socket's receive buffer.
+//! Sits above `EarlyClose` and `Select`, so every attempt picks again and an attempt has failed
+//! whether the member refused, reset, timed out, lost a race with its opening breaker, or
+//! accepted and hung up before its first byte (pingora's `process_request` loops on
+//! `Error::retry()` the same way). What is cloned per attempt is the request (client and local
+//! address, tried list, a shared handle to the client socket), never a byte of the client's:
+//! bytes the client sends meanwhile wait in its socket's receive buffer. Admission and the
+//! route's rate limit sit above, so a redial takes no second connection slot and spends no
+//! second token.
 //!
 //! Redials only errors with [`ConnectError::redial_allowed`] (a member's fault, or a breaker that
-//! opened between pick and connect). Waits between attempts follow an exponential backoff from
-//! `min_backoff`, doubling up to `max_backoff`; with `jitter` each wait gets a random extra of
-//! up to 100% of itself (backon's jitter), drawn from the config's seed and the request's
-//! sequence number, so a run with the same seed and the same order of connections waits the
-//! same. It stops after `attempts` connects in all, or when the next wait would end past
-//! `budget` from the first attempt, whichever comes first, and returns the last error.
+//! opened between pick and connect), `attempts` connects in all:
 //!
-//! When a redial finds no member left to pick (`NoEligibleMember`), the previous member's error
-//! is returned instead: "refused by 10.0.0.2:5432" tells an operator more than "no eligible
-//! member (2 already tried)". A pool with one member therefore never redials, by design.
+//! - **Another member, at once.** A failed member's index goes into the request's `tried`
+//!   list, so the next pick skips it; redialling elsewhere does not wait (haproxy #1878: a
+//!   backoff before trying a *different* server only delays the client).
+//! - **The same members again, after a backoff.** When no untried member is left
+//!   (`NoEligibleMember` with a non-empty `tried` list: a one-member pool, or every member has
+//!   failed this client), the tried list is cleared and the next connect waits: exponential
+//!   from `min_backoff`, doubling up to `max_backoff`; with `jitter` each wait gets a random
+//!   extra of up to 100% of itself (backon's jitter), drawn from the config's seed and the
+//!   request's sequence number, so a run with the same seed and order of connections waits the
+//!   same. Before dialling after a wait, a client that has left ends the request
+//!   (`ClientGone`).
+//!
+//! It stops after `attempts` connects, or when the next wait would end past `budget` from the
+//! first attempt, and returns the last member's error: "refused by 10.0.0.2:5432" tells an
+//! operator more than "no eligible member (2 already tried)".
 //!
 //! Waits, never fails fast, but only between attempts; readiness is the inner stack's.
 
@@ -136,26 +146,39 @@ impl Policy {
     {
         let started = Instant::now();
         let mut backoff = self.backoff();
-        let mut attempt: u32 = 1;
-        let mut last_member_error = None;
+        // Attempts that reached a member (connected, failed or found its breaker open) so far.
+        let mut attempts: u32 = 0;
+        let mut last_member_error: Option<ConnectError> = None;
         loop {
             let err = match svc.call(request.clone()).await {
                 Ok(connected) => return Ok(connected),
                 Err(err) => err,
             };
-            if !err.redial_allowed() {
-                return Err(match (err, last_member_error) {
-                    (ConnectError::NoEligibleMember(_), Some(previous)) => previous,
-                    (err, _) => err,
-                });
-            }
-            // `None` once `attempts` connects have been made.
-            let Some(wait) = backoff.next().map(to_micros) else {
-                return Err(err);
+            let err = match (err, last_member_error.take()) {
+                // Every member still eligible has failed this client: try them again, after
+                // a backoff, if attempts and budget allow.
+                (ConnectError::NoEligibleMember(_), Some(previous))
+                    if !request.tried.is_empty() =>
+                {
+                    let Some(wait) = self.wait(&mut backoff, attempts, started) else {
+                        return Err(previous);
+                    };
+                    debug!(attempts, backoff = ?wait, "every member tried; retrying after a backoff");
+                    sleep(wait).await;
+                    if request.client_left() {
+                        return Err(ConnectError::ClientGone);
+                    }
+                    request.tried.clear();
+                    last_member_error = Some(previous);
+                    svc.ready().await?;
+                    continue;
+                }
+                (ConnectError::NoEligibleMember(_), Some(previous)) => return Err(previous),
+                (err, _) if !err.redial_allowed() => return Err(err),
+                (err, _) => err,
             };
-            let elapsed = started.elapsed();
-            if elapsed + wait > self.config.budget {
-                debug!(attempt, ?elapsed, budget = ?self.config.budget, "retry budget spent");
+            attempts += 1;
+            if attempts >= self.config.attempts || started.elapsed() >= self.config.budget {
                 return Err(err);
             }
             let member = err.member();
@@ -165,18 +188,35 @@ impl Policy {
                 }
             }
             info!(
-                attempt,
+                attempt = attempts,
                 member = member.map(field::display),
                 reason = err.reason(),
-                backoff = ?wait,
-                "connect failed; redialling another member"
+                "connect failed; redialling"
             );
             counter!(RETRIES_TOTAL, "route" => self.route.to_string()).increment(1);
             last_member_error = Some(err);
-            sleep(wait).await;
-            attempt += 1;
             svc.ready().await?;
         }
+    }
+
+    /// The wait before retrying members already tried, or `None` when `attempts` attempts have
+    /// been made or the wait would end past `budget`.
+    fn wait(
+        &self,
+        backoff: &mut ExponentialBackoff,
+        attempts: u32,
+        started: Instant,
+    ) -> Option<Duration> {
+        if attempts >= self.config.attempts {
+            return None;
+        }
+        let wait = backoff.next().map(to_micros)?;
+        let elapsed = started.elapsed();
+        if elapsed + wait > self.config.budget {
+            debug!(attempts, ?elapsed, budget = ?self.config.budget, "retry budget spent");
+            return None;
+        }
+        Some(wait)
     }
 
     fn backoff(&self) -> ExponentialBackoff {

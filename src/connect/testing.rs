@@ -42,6 +42,7 @@ pub fn request(client: &str) -> ConnectRequest {
         local: ([127, 0, 0, 1], 8000).into(),
         tried: Vec::new(),
         attempts: Default::default(),
+        socket: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The life of one client connection: connect stack, early-close watch, relay, access line.
+//! The life of one client connection: connect stack (which makes every redial), relay, access
+//! line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use tower::ServiceExt;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::outcome::Outcome;
-use crate::connect::{ConnectError, ConnectRequest, ConnectStack, Connected, MemberId};
+use crate::connect::{ConnectRequest, ConnectStack};
 use crate::relay::{self, RelayEnd, RelaySettings, Side};
 use crate::telemetry::access_log::{self, AccessRecord};
 use crate::telemetry::metrics as m;
@@ -27,8 +28,6 @@ pub struct RouteContext {
     pub cut: CancellationToken,
     /// Connections ended by `cut`, for the shutdown summary.
     pub cut_count: Arc<AtomicUsize>,
-    /// Upstreams tried in all when each one closes early (the route's `retry.attempts`).
-    pub early_close_attempts: u32,
     /// Counts of this route's connections, shared with the route's next version on reload.
     pub stats: Arc<RouteStats>,
 }
@@ -96,9 +95,19 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr, conn_
     let Ok(local) = client.local_addr() else {
         return finish(route, record, Outcome::ClientError, "CR", started);
     };
-    let request = ConnectRequest::new(peer, local);
-    let connected = connect(route, &client, request.clone()).await;
-    record.attempts = request.attempts();
+    // The stack may peek at the client (has it spoken? has it left?) while it connects; the
+    // request and every copy of it are gone when `oneshot` returns, so the socket is ours again.
+    let client = Arc::new(client);
+    let request = ConnectRequest::new(peer, local).with_socket(Arc::clone(&client));
+    let attempts = Arc::clone(&request.attempts);
+    let connected = route.connect.clone().oneshot(request).await;
+    record.attempts = attempts.load(Ordering::Relaxed);
+    let Ok(client) = Arc::try_unwrap(client) else {
+        // Unreachable by construction (nothing in the stack outlives the call); if it ever
+        // were, closing this one client beats panicking the worker.
+        tracing::error!("connect stack kept the client socket; closing the client");
+        return finish(route, record, Outcome::ClientError, "CR", started);
+    };
     let connected = match connected {
         Ok(c) => c,
         Err(e) => {
@@ -185,73 +194,5 @@ fn side_name(side: Side) -> &'static str {
     match side {
         Side::Client => "client",
         Side::Upstream => "upstream",
-    }
-}
-
-/// What a fresh upstream connection does first, watched for the member's `early_close` window.
-enum FirstSign {
-    /// The upstream sent a byte, or nothing happened within the window: it is healthy.
-    Healthy,
-    /// The client has bytes to send; they will go out now, so a redial is off the table.
-    ClientSpoke,
-    /// The upstream closed (`"closed"`) or reset (`"reset"`) before sending anything.
-    UpstreamQuit(&'static str),
-}
-
-/// Gets an upstream through the connect stack, then watches it for an early close: a member
-/// that accepts and hangs up at once (a crashed backend behind a still-open port, a proxy
-/// whose own upstream is gone) fails its breaker, and while the client has sent nothing the
-/// connection is redialled to another member. Client bytes are never replayed: once the
-/// client speaks, its bytes go to this upstream and whatever it does is final.
-async fn connect(
-    route: &RouteContext,
-    client: &TcpStream,
-    mut request: ConnectRequest,
-) -> Result<Connected, ConnectError> {
-    let mut upstreams = 0;
-    loop {
-        let connected = route.connect.clone().oneshot(request.clone()).await?;
-        upstreams += 1;
-        let member = Arc::clone(connected.member());
-        let Some(window) = member.early_close() else {
-            return Ok(connected);
-        };
-        let how = match first_sign(client, &connected.stream, window).await {
-            FirstSign::Healthy | FirstSign::ClientSpoke => return Ok(connected),
-            FirstSign::UpstreamQuit(how) => how,
-        };
-        member.report_early_close();
-        let error = ConnectError::EarlyClose {
-            member: MemberId::of(&member),
-            within: window,
-        };
-        request.tried.push(member.index());
-        if upstreams >= route.early_close_attempts {
-            return Err(error);
-        }
-        info!(
-            member = member.name(),
-            how,
-            attempt = upstreams,
-            "upstream closed before sending a byte; redialling another member"
-        );
-        metrics::counter!(m::RETRIES_TOTAL, "route" => Arc::clone(&route.name)).increment(1);
-    }
-}
-
-async fn first_sign(client: &TcpStream, upstream: &TcpStream, window: Duration) -> FirstSign {
-    let (mut byte, mut client_byte) = ([0u8; 1], [0u8; 1]);
-    tokio::select! {
-        // The upstream's answer wins a tie: a member that sent its banner is healthy.
-        biased;
-        peeked = upstream.peek(&mut byte) => match peeked {
-            Ok(0) => FirstSign::UpstreamQuit("closed"),
-            Ok(_) => FirstSign::Healthy,
-            Err(_) => FirstSign::UpstreamQuit("reset"),
-        },
-        // `peek`, not `readable()`: readiness may be a false positive, a peeked byte is not.
-        // EOF or an error also ends the watch: a client that already left needs no redial.
-        _ = client.peek(&mut client_byte) => FirstSign::ClientSpoke,
-        () = tokio::time::sleep(window) => FirstSign::Healthy,
     }
 }

@@ -55,9 +55,12 @@ impl Outcome {
             ConnectError::NoEligibleMember(_) | ConnectError::CircuitOpen { .. } => {
                 (Self::NoMember, "SC")
             }
+            // Left while queued or between redials: HAProxy's "CQ"/"CC" (client aborted).
+            ConnectError::ClientGone => (Self::ClientError, "CC"),
             e => match e.fault() {
                 Fault::Upstream => (Self::UpstreamError, "SC"),
                 Fault::Sluice => (Self::NoMember, "SC"),
+                Fault::Client => (Self::ClientError, "CC"),
             },
         }
     }

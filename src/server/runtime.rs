@@ -261,7 +261,6 @@ impl Runtime {
             },
             cut: self.shared.cut.clone(),
             cut_count: Arc::clone(&self.shared.cut_count),
-            early_close_attempts: r.retry.attempts,
             stats: stats.unwrap_or_default(),
         }
     }

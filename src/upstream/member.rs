@@ -41,6 +41,8 @@ pub struct Member {
     circuit: Option<Arc<Circuit>>,
     /// Connections the member may hold at once; `None` = unlimited.
     max_connections: Option<u64>,
+    /// The pool's `breaker.early_close` window; `None` = not watched.
+    early_close: Option<std::time::Duration>,
 }
 
 /// The part of a member that outlives a reload.
@@ -75,6 +77,7 @@ impl Member {
             }),
             circuit: None,
             max_connections: None,
+            early_close: None,
         }
     }
 
@@ -116,6 +119,12 @@ impl Member {
     /// last free slot, so it can be exceeded by the number of concurrent accepts.
     pub fn with_max_connections(mut self, max: Option<usize>) -> Self {
         self.max_connections = max.map(|m| m as u64);
+        self
+    }
+
+    /// Watches new connections for an early close within `window` (`None`: not watched).
+    pub fn with_early_close(mut self, window: Option<std::time::Duration>) -> Self {
+        self.early_close = window;
         self
     }
 
@@ -267,9 +276,10 @@ impl Member {
         }
     }
 
-    /// The pool's `breaker.early_close`, for the code that detects early closes.
+    /// The pool's `breaker.early_close`, for the code that detects early closes: set whether
+    /// or not the pool has breakers, since an early close is a redial trigger of its own.
     pub fn early_close(&self) -> Option<std::time::Duration> {
-        self.circuit.as_ref().map(|c| c.config().early_close)
+        self.early_close
     }
 
     fn active_gauge(&self) -> metrics::Gauge {

@@ -56,7 +56,8 @@ impl Pool {
                 let member = Member::new(i, m, initially_up, epoch)
                     .in_pool(name.clone())
                     .with_breaker(&config.name, config.breaker)
-                    .with_max_connections(config.member_max_connections);
+                    .with_max_connections(config.member_max_connections)
+                    .with_early_close(config.early_close);
                 // By name only: another name resolving to the same address is another member.
                 let before =
                     previous.and_then(|p| p.members.iter().find(|old| old.name() == m.name));
@@ -145,6 +146,7 @@ mod tests {
             slow_start: None,
             breaker,
             member_max_connections: cap,
+            early_close: None,
         }
     }
 

@@ -97,6 +97,51 @@ impl Upstream {
     }
 }
 
+/// An upstream that accepts and resets (SO_LINGER 0) 50 ms later without a byte: a backend
+/// that crashes on each connection behind a port that still accepts. The delay puts the reset
+/// after sluice's connect has completed, as it is with a real backend process (an in-process
+/// reset can beat the connect and turn into a connect error). Counts what it accepted.
+pub struct Resetter {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Resetter {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let accepted = Arc::clone(&accepted);
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Resetter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A free loopback address nothing listens on (bound, then released).
 pub async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -34,10 +34,19 @@ fn member(index: usize) -> MemberId {
     }
 }
 
-fn refused(index: usize) -> Result<(), ConnectError> {
+fn refused(index: usize, _tried: &[usize]) -> Result<(), ConnectError> {
     Err(ConnectError::Refused {
         member: member(index),
     })
+}
+
+/// A pool of one member that refuses: a pick excluding it finds nobody.
+fn one_refusing_member(_: usize, tried: &[usize]) -> Result<(), ConnectError> {
+    if tried.is_empty() {
+        refused(0, tried)
+    } else {
+        no_member(tried.len())
+    }
 }
 
 fn no_member(tried: usize) -> Result<(), ConnectError> {
@@ -56,11 +65,15 @@ struct Seen {
     at: Vec<Duration>,
     /// The `tried` list of each attempt.
     tried: Vec<Vec<usize>>,
+    /// When each call that was not answered `NoEligibleMember` reached the stack.
+    connects_at: Vec<Duration>,
 }
 
 impl Seen {
+    /// Time between connects (calls that reached a member; picks that found nobody left are
+    /// not connects).
     fn gaps_ms(&self) -> Vec<u128> {
-        self.at
+        self.connects_at
             .windows(2)
             .map(|w| (w[1] - w[0]).as_millis())
             .collect()
@@ -72,7 +85,10 @@ impl Seen {
 }
 
 /// Sends one request through `layer` over a mock that answers attempt `n` with `answer(n)`.
-async fn drive(layer: &RetryLayer, answer: impl Fn(usize) -> Result<(), ConnectError>) -> Seen {
+async fn drive(
+    layer: &RetryLayer,
+    answer: impl Fn(usize, &[usize]) -> Result<(), ConnectError>,
+) -> Seen {
     let (mock, mut handle) = mock::pair();
     let svc = layer.layer(mock.map_err(unbox as fn(BoxError) -> ConnectError));
     let request = ConnectRequest {
@@ -80,21 +96,31 @@ async fn drive(layer: &RetryLayer, answer: impl Fn(usize) -> Result<(), ConnectE
         local: "127.0.0.1:6432".parse().unwrap(),
         tried: Vec::new(),
         attempts: Default::default(),
+        socket: None,
     };
     let start = Instant::now();
     let task = tokio::spawn(svc.oneshot(request));
-    let (mut at, mut tried) = (Vec::new(), Vec::new());
+    let (mut at, mut tried, mut connects_at) = (Vec::new(), Vec::new(), Vec::new());
     // Ends when the request is done and has dropped every clone of the mock.
     while let Some((request, send)) = handle.next_request().await {
         at.push(start.elapsed());
+        let result = answer(at.len() - 1, &request.tried);
+        if !matches!(result, Err(ConnectError::NoEligibleMember(_))) {
+            connects_at.push(start.elapsed());
+        }
         tried.push(request.tried);
-        match answer(at.len() - 1) {
+        match result {
             Ok(()) => send.send_response(()),
             Err(e) => send.send_error(e),
         }
     }
     let result = task.await.unwrap();
-    Seen { result, at, tried }
+    Seen {
+        result,
+        at,
+        tried,
+        connects_at,
+    }
 }
 
 fn layer(config: RetryConfig, seed: u64) -> RetryLayer {
@@ -102,32 +128,48 @@ fn layer(config: RetryConfig, seed: u64) -> RetryLayer {
 }
 
 #[tokio::test(start_paused = true)]
-async fn backoff_doubles_and_each_redial_skips_the_failed_member() {
+async fn each_redial_goes_at_once_to_a_member_not_yet_tried() {
     let seen = drive(&layer(config(4, false, 5_000), 1), refused).await;
-    assert_eq!(seen.gaps_ms(), [25, 50, 100]);
+    assert_eq!(
+        seen.gaps_ms(),
+        [0, 0, 0],
+        "no backoff before another member"
+    );
     assert_eq!(seen.tried, [vec![], vec![0], vec![0, 1], vec![0, 1, 2]]);
     assert_eq!(seen.failed_on(), Some(3), "the last error is returned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retrying_a_member_already_tried_backs_off_doubling() {
+    let seen = drive(&layer(config(4, false, 5_000), 1), one_refusing_member).await;
+    assert_eq!(seen.gaps_ms(), [25, 50, 100]);
+    // Each connect goes to the one member; each pick after it finds nobody left.
+    assert_eq!(
+        seen.tried,
+        [vec![], vec![0], vec![], vec![0], vec![], vec![0], vec![]]
+    );
+    assert_eq!(seen.failed_on(), Some(0));
 }
 
 #[tokio::test(start_paused = true)]
 async fn backoff_is_capped_at_max() {
     let mut c = config(7, false, 60_000);
     c.max_backoff = Duration::from_millis(150);
-    let seen = drive(&layer(c, 1), refused).await;
+    let seen = drive(&layer(c, 1), one_refusing_member).await;
     assert_eq!(seen.gaps_ms(), [25, 50, 100, 150, 150, 150]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn stops_when_the_next_wait_would_pass_the_budget() {
     // 0 → 25ms → 75ms; a 100ms wait would end at 175ms > 100ms.
-    let seen = drive(&layer(config(10, false, 100), 1), refused).await;
+    let seen = drive(&layer(config(10, false, 100), 1), one_refusing_member).await;
     assert_eq!(seen.gaps_ms(), [25, 50]);
-    assert_eq!(seen.failed_on(), Some(2));
+    assert_eq!(seen.failed_on(), Some(0));
 }
 
 #[tokio::test(start_paused = true)]
 async fn one_attempt_never_redials() {
-    let seen = drive(&layer(config(1, false, 5_000), 1), refused).await;
+    let seen = drive(&layer(config(1, false, 5_000), 1), one_refusing_member).await;
     assert_eq!(seen.at.len(), 1);
     assert_eq!(seen.failed_on(), Some(0));
 }
@@ -140,14 +182,14 @@ async fn errors_that_forbid_a_redial_return_at_once() {
             max: 10,
         })
     };
-    let seen = drive(&layer(config(3, false, 5_000), 1), |_| limit()).await;
+    let seen = drive(&layer(config(3, false, 5_000), 1), |_, _| limit()).await;
     assert_eq!(seen.at.len(), 1);
     assert!(matches!(
         seen.result,
         Err(ConnectError::LimitReached { .. })
     ));
 
-    let seen = drive(&layer(config(3, false, 5_000), 1), |_| no_member(0)).await;
+    let seen = drive(&layer(config(3, false, 5_000), 1), |_, _| no_member(0)).await;
     assert_eq!(seen.at.len(), 1);
     assert!(matches!(
         seen.result,
@@ -157,16 +199,25 @@ async fn errors_that_forbid_a_redial_return_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn no_member_left_returns_the_last_member_error() {
-    let answer = |n| if n == 0 { refused(0) } else { no_member(1) };
+    // Member 0 refuses; then nobody is eligible, not even after clearing the tried list (its
+    // breaker opened, say): the member's error is the answer.
+    let answer = |n, t: &[usize]| {
+        if n == 0 {
+            refused(0, t)
+        } else {
+            no_member(t.len())
+        }
+    };
     let seen = drive(&layer(config(3, false, 5_000), 1), answer).await;
-    assert_eq!(seen.at.len(), 2);
+    assert_eq!(seen.tried, [vec![], vec![0], vec![]]);
+    assert_eq!(seen.at[2] - seen.at[1], Duration::from_millis(25));
     assert!(matches!(seen.result, Err(ConnectError::Refused { .. })));
     assert_eq!(seen.failed_on(), Some(0));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_redial_that_connects_succeeds() {
-    let answer = |n| {
+    let answer = |n, _: &[usize]| {
         if n == 0 {
             Err(ConnectError::CircuitOpen { member: member(4) })
         } else {
@@ -183,8 +234,8 @@ async fn seeded_jitter_repeats_across_runs() {
     let schedule = |seed| async move {
         let layer = layer(config(5, true, 60_000), seed);
         // Two requests per run: each gets its own stream, and the run as a whole repeats.
-        let first = drive(&layer, refused).await.gaps_ms();
-        let second = drive(&layer, refused).await.gaps_ms();
+        let first = drive(&layer, one_refusing_member).await.gaps_ms();
+        let second = drive(&layer, one_refusing_member).await.gaps_ms();
         (first, second)
     };
     let (a1, a2) = schedule(42).await;
@@ -233,6 +284,7 @@ async fn real_stack_redials_past_a_refusing_member() {
                 ..Default::default()
             }),
             member_max_connections: None,
+            early_close: None,
         },
         1,
     ));
@@ -249,6 +301,7 @@ async fn real_stack_redials_past_a_refusing_member() {
         local: "127.0.0.1:6432".parse().unwrap(),
         tried: Vec::new(),
         attempts: Default::default(),
+        socket: None,
     };
     for _ in 0..2 {
         let connected = stack.clone().oneshot(request.clone()).await.unwrap();
