@@ -6,23 +6,16 @@ mod common;
 mod harness;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Behavior, Upstream, checksum, eventually, payload};
+use common::{Behavior, Upstream, checksum, eventually, payload, temp_dir};
 use sluice::config;
 use sluice::{Server, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn write(path: &Path, text: &str) {
     // Write then rename, as editors and config management do: a reload never reads half a file.

@@ -1,4 +1,5 @@
-//! Operator actions on members: `POST /pools/{pool}/members/{member}/drain` and `.../enable`.
+//! Operator actions: `POST /pools/{pool}/members/{member}/drain` and `.../enable` on members,
+//! and `POST /reload`.
 //!
 //! `{member}` is the member's configured address (`host:port`, percent-encoded where needed,
 //! e.g. `%5B%3A%3A1%5D%3A9001` for `[::1]:9001`) or, failing that, the address it resolved
@@ -26,8 +27,7 @@ use tracing::info;
 
 use super::server::ApiError;
 use super::status::{MemberStatus, member_status};
-use super::{AdminState, PoolView};
-use crate::server::ReloadError;
+use super::{AdminState, PoolView, ReloadFailure};
 use crate::upstream::Member;
 
 /// The answer to a drain or enable.
@@ -137,30 +137,30 @@ pub(super) struct ReloadRejected {
 /// `POST /reload`: re-reads the config file. An invalid file is the request's problem only
 /// in the sense that nothing can be done with it: 422 with every problem, nothing changed.
 pub(super) async fn reload(State(state): State<Arc<AdminState>>) -> Response {
-    let Some(reloader) = &state.reloader else {
+    let Some(reload) = &state.reload else {
         return ApiError::new(
             StatusCode::CONFLICT,
             "nothing to reload: sluice was started without a config file".into(),
         )
         .into_response();
     };
-    match reloader.reload().await {
+    match reload.reload().await {
         Ok(changes) => Json(Reloaded {
             result: "ok",
             changes,
         })
         .into_response(),
-        Err(ReloadError::Config(errors)) => (
+        Err(ReloadFailure::Invalid(problems)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(ReloadRejected {
                 error: "the config file is invalid; still running the previous config",
-                problems: errors.iter().map(|e| e.to_string()).collect(),
+                problems,
             }),
         )
             .into_response(),
-        Err(e) => ApiError::new(
+        Err(ReloadFailure::Failed(message)) => ApiError::new(
             StatusCode::CONFLICT,
-            format!("{e}; still running the previous config"),
+            format!("{message}; still running the previous config"),
         )
         .into_response(),
     }

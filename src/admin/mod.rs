@@ -2,44 +2,47 @@
 //!
 //! - `server`: the listener, the router and its JSON errors, `/healthz` and `/metrics`.
 //! - `status`: `GET /status`, the JSON view of routes, pools and members.
-//! - `actions`: `POST /pools/{pool}/members/{member}/{drain,enable}`.
+//! - `actions`: `POST /pools/{pool}/members/{member}/{drain,enable}` and `POST /reload`.
+//! - `handles`: what the API needs of the server, as handles the server wires in.
 //!
 //! The API reads and flips the same atomics the hot path reads (`Member::set_drained`), so an
 //! action takes effect on the next pick without any lock or message. It owns no state of its
-//! own beyond [`AdminState`], a read-only view of what [`crate::Server`] built. The listener is
-//! loopback-only unless the config says `allow_remote` (checked by config validation); there is
-//! no authentication, so a remote admin listener belongs behind a firewall.
+//! own beyond [`AdminState`]. The listener is loopback-only unless the config says
+//! `allow_remote` (checked by config validation); there is no authentication, so a remote
+//! admin listener belongs behind a firewall.
 //!
-//! `POST /reload` asks the server's [`Reloader`]; the server then swaps the [`View`] here.
+//! Dependencies point one way: the server builds an [`AdminState`] from a [`SharedView`] it
+//! publishes to, a [`Draining`] flag and, when it has a config file, a [`Reload`] handle, and
+//! this module imports nothing of the server. Nothing the server holds points back at the
+//! admin state, so both are freed when a run ends.
 
 mod actions;
+mod handles;
 mod server;
 mod status;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::{Config, PoolConfig};
 use crate::route::RouteStats;
-use crate::server::{Reloader, Shutdown};
 use crate::telemetry;
 use crate::upstream::Pool;
 
+pub use handles::{Draining, Reload, ReloadFailure, ReloadOutcome, SharedView};
 pub use server::{bind, router, serve};
 
-/// What the admin handlers see of a running server. The routes-and-pools view is swapped
-/// whole on each reload, so a request sees one config, never half of two.
-#[derive(Debug)]
+/// What the admin handlers see of a running server: the handles it was given.
 pub struct AdminState {
-    view: ArcSwap<View>,
-    shutdown: Shutdown,
+    view: SharedView,
+    draining: Draining,
     metrics: PrometheusHandle,
     /// Set when the server can reload (it has a config file); `POST /reload` uses it.
-    reloader: Option<Reloader>,
+    reload: Option<Arc<dyn Reload>>,
 }
 
 /// Routes and pools of the running config.
@@ -121,21 +124,27 @@ impl View {
 // === impl AdminState ===
 
 impl AdminState {
-    pub fn new(view: View, shutdown: Shutdown, reloader: Option<Reloader>) -> Self {
+    /// `reload`: `None` when there is nothing to reload from (`POST /reload` answers 409).
+    pub fn new(view: SharedView, draining: Draining, reload: Option<Arc<dyn Reload>>) -> Self {
         Self {
-            view: ArcSwap::from_pointee(view),
-            shutdown,
+            view,
+            draining,
             metrics: telemetry::metrics::install(),
-            reloader,
+            reload,
         }
     }
 
-    /// Replaces the routes-and-pools view (after a reload).
-    pub fn set_view(&self, view: View) {
-        self.view.store(Arc::new(view));
-    }
-
     fn view(&self) -> Arc<View> {
-        self.view.load_full()
+        self.view.load()
+    }
+}
+
+impl fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminState")
+            .field("view", &self.view)
+            .field("draining", &self.draining)
+            .field("reload", &self.reload.is_some())
+            .finish_non_exhaustive()
     }
 }

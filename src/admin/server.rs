@@ -91,7 +91,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
 /// `{"status": "ok"}` while serving, `{"status": "draining"}` with 503 once shutdown began, so
 /// a load balancer in front of sluice stops sending new clients during the drain.
 async fn healthz(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Health>) {
-    if state.shutdown.is_stopping() {
+    if state.draining.is_draining() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health { status: "draining" }),

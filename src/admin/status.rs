@@ -18,7 +18,6 @@
 //! Routes carry no connection count: a route keeps none that can be read back, only the
 //! `sluice_active_connections` gauge it sets.
 
-use crate::server::ReloadOutcome;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -27,7 +26,7 @@ use axum::extract::State;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{AdminState, PoolView};
+use super::{AdminState, PoolView, ReloadOutcome};
 use crate::config::AllDown;
 use crate::upstream::{BreakerState, Member};
 
@@ -114,7 +113,7 @@ impl BreakerStatus {
 pub(super) async fn status(State(state): State<Arc<AdminState>>) -> Json<Status> {
     let view = state.view();
     Json(Status {
-        status: if state.shutdown.is_stopping() {
+        status: if state.draining.is_draining() {
             "draining"
         } else {
             "ok"
@@ -131,7 +130,7 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> Json<Status>
             })
             .collect(),
         pools: view.pools.iter().map(pool_status).collect(),
-        last_reload: state.reloader.as_ref().and_then(|r| r.last()),
+        last_reload: state.reload.as_ref().and_then(|r| r.last()),
     })
 }
 

@@ -12,12 +12,18 @@
 //!
 //! While running, a [`Reloader`] moves the server to a new config (`runtime.rs` applies it,
 //! `reload.rs` reads, validates and reports).
+//!
+//! The admin API depends on none of this: `run` wires in its handles (the [`Reloader`]'s
+//! [`admin::SharedView`], an [`admin::Draining`] on the stop signal, the [`Reloader`] as
+//! [`admin::Reload`]), and when the run ends every task holding them has ended, so the whole
+//! server state is freed.
 
 mod reload;
 mod runtime;
 mod workers;
 
-pub use reload::{ReloadError, ReloadOutcome, Reloader};
+pub use crate::admin::ReloadOutcome;
+pub use reload::{ReloadError, Reloader};
 pub use workers::Workers;
 
 use std::io;
@@ -194,17 +200,16 @@ impl Server {
     /// Serves until `shutdown` stops it, then drains; returns how many connections were cut.
     pub async fn run(self, shutdown: Shutdown) -> RunSummary {
         let shared = self.shared;
-        let view = {
-            let mut runtime = self.reloader.runtime().lock().await;
-            runtime.start();
-            runtime.admin_view()
-        };
+        self.reloader.runtime().lock().await.start();
         // The admin API outlives the accept loops and stops with the background tasks, so
         // `/healthz` answers "draining" for the whole grace period.
-        let reloader = self.reloader.has_file().then(|| self.reloader.clone());
         let admin = self.admin.map(|listener| {
-            let state = Arc::new(AdminState::new(view, shutdown.clone(), reloader));
-            self.reloader.set_admin(Arc::clone(&state));
+            let reload = self
+                .reloader
+                .has_file()
+                .then(|| Arc::new(self.reloader.clone()) as Arc<dyn admin::Reload>);
+            let draining = admin::Draining::new(shutdown.stop.clone());
+            let state = Arc::new(AdminState::new(self.reloader.view(), draining, reload));
             tokio::spawn(admin::serve(
                 listener,
                 state,

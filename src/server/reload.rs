@@ -4,19 +4,23 @@
 //! file). Reloads are serialized by the runtime's lock; nothing on the connection path takes it.
 //! A file with any problem changes nothing: every problem is logged with the same message
 //! `sluice check` prints, counted as `result="error"`, and kept for `/status`.
+//!
+//! The [`Reloader`] publishes each applied config's view to the admin API's
+//! [`admin::SharedView`] and serves `POST /reload` as its [`admin::Reload`]; it holds nothing
+//! of the admin state, so no `Arc` cycle keeps a finished run alive.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use futures_util::future::BoxFuture;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::ServerError;
 use super::runtime::Runtime;
-use crate::admin::AdminState;
+use crate::admin::{self, ReloadFailure, ReloadOutcome};
 use crate::config::{self, ConfigErrors};
 use crate::telemetry::metrics as m;
 
@@ -34,16 +38,6 @@ pub enum ReloadError {
     NoFile,
 }
 
-/// The last reload's result, for `/status`.
-#[derive(Clone, Debug, Serialize)]
-pub struct ReloadOutcome {
-    pub ok: bool,
-    /// RFC 3339 wall-clock time of the attempt.
-    pub at: String,
-    /// On success, what changed (`routes +1 -0 ~1, ...`); on failure, every problem.
-    pub detail: String,
-}
-
 /// A handle that reloads the running server; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Reloader {
@@ -53,7 +47,8 @@ pub struct Reloader {
 struct Inner {
     runtime: tokio::sync::Mutex<Runtime>,
     path: Option<PathBuf>,
-    admin: Mutex<Option<Arc<AdminState>>>,
+    /// What `/status` shows, republished after each applied config.
+    view: admin::SharedView,
     last: Mutex<Option<ReloadOutcome>>,
 }
 
@@ -70,11 +65,12 @@ impl std::fmt::Debug for Inner {
 impl Reloader {
     pub(super) fn new(runtime: Runtime) -> Self {
         let path = runtime.config.source.clone();
+        let view = admin::SharedView::new(runtime.admin_view());
         Self {
             inner: Arc::new(Inner {
                 runtime: tokio::sync::Mutex::new(runtime),
                 path,
-                admin: Mutex::new(None),
+                view,
                 last: Mutex::new(None),
             }),
         }
@@ -84,8 +80,9 @@ impl Reloader {
         &self.inner.runtime
     }
 
-    pub(super) fn set_admin(&self, admin: Arc<AdminState>) {
-        *self.inner.admin.lock().unwrap_or_else(|p| p.into_inner()) = Some(admin);
+    /// The view the admin API reads; this handle keeps it current.
+    pub(super) fn view(&self) -> admin::SharedView {
+        self.inner.view.clone()
     }
 
     /// Whether there is a file to reload from.
@@ -113,15 +110,7 @@ impl Reloader {
     pub async fn apply(&self, new: config::Config) -> Result<String, ReloadError> {
         let mut runtime = self.inner.runtime.lock().await;
         let changes = runtime.apply(new, true)?;
-        let admin = self
-            .inner
-            .admin
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(admin) = admin {
-            admin.set_view(runtime.admin_view());
-        }
+        self.inner.view.store(runtime.admin_view());
         Ok(changes.summary())
     }
 
@@ -204,5 +193,22 @@ impl Reloader {
                 let _ = self.reload().await;
             }
         }
+    }
+}
+
+impl admin::Reload for Reloader {
+    fn reload(&self) -> BoxFuture<'_, Result<String, ReloadFailure>> {
+        Box::pin(async move {
+            Reloader::reload(self).await.map_err(|e| match e {
+                ReloadError::Config(errors) => {
+                    ReloadFailure::Invalid(errors.iter().map(|e| e.to_string()).collect())
+                }
+                other => ReloadFailure::Failed(other.to_string()),
+            })
+        })
+    }
+
+    fn last(&self) -> Option<ReloadOutcome> {
+        Reloader::last(self)
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -142,6 +143,14 @@ impl Drop for Resetter {
     }
 }
 
+/// A fresh, empty directory for this test process's files (config files a test writes).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A free loopback address nothing listens on (bound, then released).
 pub async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -152,6 +161,8 @@ pub async fn closed_port() -> SocketAddr {
 pub struct Sluice {
     pub server_pools: Vec<(String, Arc<sluice::upstream::Pool>)>,
     addrs: Vec<(String, SocketAddr)>,
+    /// The admin listener's address, when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     pub shutdown: Shutdown,
     pub run: JoinHandle<RunSummary>,
 }
@@ -166,6 +177,15 @@ impl Sluice {
     /// binary runs it.
     pub async fn start_on(config: &str, workers: Vec<tokio::runtime::Handle>) -> Self {
         let config = sluice::config::from_str(config, None).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_config(config, workers).await
+    }
+
+    /// Binds and runs an already validated `config` (for one read from a file, which the
+    /// server can reload).
+    pub async fn start_config(
+        config: sluice::config::Config,
+        workers: Vec<tokio::runtime::Handle>,
+    ) -> Self {
         let server_pools_names: Vec<String> = config.pools.iter().map(|p| p.name.clone()).collect();
         let routes: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
         let server = Server::bind_on(config, workers).await.unwrap();
@@ -185,11 +205,13 @@ impl Sluice {
                 (n, pool)
             })
             .collect();
+        let admin = server.admin_addr();
         let shutdown = Shutdown::new();
         let run = tokio::spawn(server.run(shutdown.clone()));
         Self {
             server_pools,
             addrs,
+            admin,
             shutdown,
             run,
         }
