@@ -9,13 +9,13 @@ mod common;
 mod harness;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::{Behavior, Upstream};
 use harness::{
     Admin, DEADLINE, connect, echo, identify_then_echo, pick, request, request_full, sample,
 };
 use serde_json::{Value, json};
+use sluice_testkit::settle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -283,15 +283,14 @@ async fn metrics_count_connections_and_bytes_per_route() {
     let sizes = [1usize, 1000, 70_000];
     for (i, &size) in sizes.iter().enumerate() {
         let mut stream = TcpStream::connect(sluice.route).await.unwrap();
-        echo(&mut stream, &common::payload(size, i as u64 + 1)).await;
+        echo(&mut stream, &sluice_testkit::payload(size, i as u64 + 1)).await;
         stream.shutdown().await.unwrap();
         let mut rest = Vec::new();
         stream.read_to_end(&mut rest).await.unwrap();
     }
     let total = sizes.iter().sum::<usize>() as f64;
     let route = [("route", "metricsroute")];
-    let started = tokio::time::Instant::now();
-    let text = loop {
+    let scrape = async || {
         let (code, content_type, text) = request_full(sluice.admin, "GET", "/metrics").await;
         assert_eq!(
             (code, content_type.as_str()),
@@ -307,15 +306,16 @@ async fn metrics_count_connections_and_bytes_per_route() {
             "sluice_health_check_duration_seconds_count",
             &[("pool", "metricsroute")],
         );
-        if ok == Some(sizes.len() as f64) && probed.is_some_and(|n| n >= 1.0) {
-            break text;
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "connections ok = {ok:?}, probes = {probed:?}\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        (ok, probed, text)
     };
+    let done = |ok: Option<f64>, probed: Option<f64>| {
+        ok == Some(sizes.len() as f64) && probed.is_some_and(|n| n >= 1.0)
+    };
+    let (ok, probed, text) = settle(DEADLINE, scrape, |(ok, probed, _)| done(*ok, *probed)).await;
+    assert!(
+        done(ok, probed),
+        "connections ok = {ok:?}, probes = {probed:?}\n{text}"
+    );
     let bytes = |direction| {
         sample(
             &text,

@@ -197,7 +197,7 @@ async fn max_connections_holds_under_200_concurrent_clients() {
     assert_eq!(relayed, 50, "exactly max_connections are relayed at once");
     assert_eq!(member.active(), 50);
     drop(held);
-    common::eventually(Duration::from_secs(5), "active count back to 0", || {
+    sluice_testkit::eventually(Duration::from_secs(5), "active count back to 0", || {
         member.active() == 0
     })
     .await;
@@ -355,22 +355,23 @@ async fn breaker_admits_a_trial_after_open_for_and_closes_when_the_member_heals(
     // breaker closes: the member is back in rotation.
     let start = tokio::time::Instant::now();
     let mut served_by_flaky = 0;
-    while served_by_flaky < 3 {
-        if reply(sluice.addr("web")).await == Some(b'f') {
-            served_by_flaky += 1;
-            if served_by_flaky == 1 {
-                assert!(
-                    start.elapsed() >= Duration::from_millis(250),
-                    "reached while open"
-                );
+    sluice_testkit::eventually_async(
+        Duration::from_secs(5),
+        "the healed member to serve 3 clients",
+        async || {
+            if reply(sluice.addr("web")).await == Some(b'f') {
+                served_by_flaky += 1;
+                if served_by_flaky == 1 {
+                    assert!(
+                        start.elapsed() >= Duration::from_millis(250),
+                        "reached while open"
+                    );
+                }
             }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the healed member never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            served_by_flaky >= 3
+        },
+    )
+    .await;
     assert_eq!(
         member.breaker_state(tokio::time::Instant::now()),
         Some(sluice::upstream::BreakerState::Closed)

@@ -7,7 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Behavior, Sluice, Upstream, eventually, read_all};
+use common::{Behavior, Sluice, Upstream, read_all};
+use sluice_testkit::{eventually, eventually_async, settle};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -54,19 +55,13 @@ async fn served_by(sluice: &Sluice) -> Option<u8> {
 }
 
 async fn rebind(addr: std::net::SocketAddr) -> TcpListener {
-    let start = Instant::now();
-    loop {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "cannot rebind {addr}: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    settle(
+        Duration::from_secs(5),
+        async || TcpListener::bind(addr).await,
+        Result::is_ok,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot rebind {addr}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,15 +84,16 @@ async fn dead_primary_is_ejected_backup_takes_over_and_primaries_return() {
     let killed_at = Instant::now();
     let a_addr = a.kill().await;
     let mut last_to_dead = None;
-    while members[0].is_up() {
+    eventually_async(Duration::from_secs(5), "member a to go down", async || {
+        if !members[0].is_up() {
+            return true;
+        }
         if served_by(&sluice).await.is_none() {
             last_to_dead = Some(killed_at.elapsed());
         }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(5),
-            "member a never went down"
-        );
-    }
+        false
+    })
+    .await;
     let ejected_after = killed_at.elapsed();
     let bound = INTERVAL * FALL + TIMEOUT + Duration::from_millis(300);
     eprintln!(
@@ -237,14 +233,18 @@ async fn member_back_by_health_checks_is_picked_though_its_breaker_opened_while_
     // Clients round-robin onto the dead member until one of them opens its breaker (and is
     // redialled to b); the probes need at least 4 × 100 ms more to take it down (fall = 5),
     // while two clients are enough.
-    let start = Instant::now();
-    while !is_open(&members[0]) {
+    eventually_async(Duration::from_secs(5), "a's breaker to open", async || {
+        if is_open(&members[0]) {
+            return true;
+        }
         assert_eq!(served_by(&sluice).await, Some(b'b'), "redialled to b");
         assert!(
-            members[0].is_up() && start.elapsed() < Duration::from_secs(5),
+            members[0].is_up(),
             "the breaker should open before the probes take a down"
         );
-    }
+        false
+    })
+    .await;
     eventually(Duration::from_secs(5), "a down", || !members[0].is_up()).await;
 
     let _a = Upstream::serve(rebind(a_addr).await, Behavior::Identify(b'a'));

@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Behavior, Sluice, Upstream, checksum, closed_port, eventually, payload, read_all};
+use common::{Behavior, Sluice, Upstream, closed_port, read_all};
 use sluice::server::Workers;
+use sluice_testkit::{checksum, eventually, eventually_async, payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -142,17 +143,12 @@ async fn graceful_shutdown_keeps_live_connections_and_refuses_new_ones() {
 
     sluice.shutdown.stop();
     // New connects are refused once the listener is closed.
-    let start = tokio::time::Instant::now();
-    loop {
-        if TcpStream::connect(addr).await.is_err() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "listener still accepting after stop"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually_async(
+        Duration::from_secs(5),
+        "the listener to refuse connects after stop",
+        async || TcpStream::connect(addr).await.is_err(),
+    )
+    .await;
     // The live connection still flows during the grace period.
     live.write_all(b"during").await.unwrap();
     live.read_exact(&mut buf).await.unwrap();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sluice::config::{HealthConfig, MemberConfig};
 use sluice::health::{ProbeFailure, ProbePhase, probe, spawn_checker};
 use sluice::upstream::Member;
+use sluice_testkit::{eventually, settle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -75,7 +76,7 @@ impl Checked {
 
     async fn wait_up(&self, up: bool, within: Duration) {
         let what = format!("member {} up={up}", self.member.name());
-        eventually(&what, within, || self.member.is_up() == up).await;
+        eventually(within, &what, || self.member.is_up() == up).await;
     }
 
     /// Asserts the member keeps its state for a few intervals.
@@ -93,18 +94,6 @@ impl Checked {
             .await
             .expect("checker stops on shutdown")
             .expect("checker did not panic");
-    }
-}
-
-/// Polls `cond` until it holds, failing after `within`.
-async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < within,
-            "{what}: still false after {within:?}"
-        );
-        sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -233,14 +222,9 @@ async fn connect_check_follows_listener_down_and_back_up() {
     }
 
     // Tokio sets SO_REUSEADDR, but the port may still be briefly held; retry until a deadline.
-    let start = Instant::now();
-    let listener = loop {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => break listener,
-            Err(e) => assert!(start.elapsed() < SLACK, "rebinding {addr}: {e}"),
-        }
-        sleep(Duration::from_millis(10)).await;
-    };
+    let listener = settle(SLACK, async || TcpListener::bind(addr).await, Result::is_ok)
+        .await
+        .unwrap_or_else(|e| panic!("rebinding {addr}: {e}"));
     let _server = serve(listener, |stream| async move { drop(stream) });
     checked.wait_up(true, within(RISE_FALL)).await;
     let ups = logs.lines("member up");

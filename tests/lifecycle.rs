@@ -9,8 +9,9 @@ mod harness;
 
 use std::sync::Arc;
 
-use common::{Behavior, Sluice, Upstream, eventually, temp_dir};
+use common::{Behavior, Sluice, Upstream, temp_dir};
 use harness::{DEADLINE, echo};
+use sluice_testkit::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -65,15 +65,16 @@ async fn transfer(conn: Conn, size: usize) {
     // About 2 s for 64 MiB in a debug build on 2 cores, mostly making and summing the bytes;
     // the deadline only has to catch a stall.
     let deadline = DEADLINE + Duration::from_secs((size >> 20) as u64);
-    let (sent_up, got_up, sent_down, got_down) = within_for(deadline, "transfer", async {
-        tokio::join!(
-            send(client_wr, 1, size),
-            receive(upstream_rd, size),
-            send(upstream_wr, 2, size),
-            receive(client_rd, size),
-        )
-    })
-    .await;
+    let (sent_up, got_up, sent_down, got_down) =
+        sluice_testkit::within(deadline, "transfer", async {
+            tokio::join!(
+                send(client_wr, 1, size),
+                receive(upstream_rd, size),
+                send(upstream_wr, 2, size),
+                receive(client_rd, size),
+            )
+        })
+        .await;
     assert_eq!(sent_up, got_up, "client -> upstream");
     assert_eq!(sent_down, got_down, "upstream -> client");
 
@@ -332,12 +333,8 @@ async fn no_socket_outlives_its_relay(mode: RelayMode) {
         within("relay", conn.relay).await.unwrap();
     }
 
-    let deadline = Instant::now() + DEADLINE;
-    let mut now_open = open_tcp_sockets();
-    while now_open > before && Instant::now() < deadline {
-        tokio::task::yield_now().await;
-        now_open = open_tcp_sockets();
-    }
+    let now_open =
+        sluice_testkit::settle(DEADLINE, async || open_tcp_sockets(), |&n| n <= before).await;
     assert!(
         now_open <= before,
         "{now_open} sockets open, {before} before the relays"

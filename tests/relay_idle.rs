@@ -12,9 +12,10 @@ mod relay_support;
 
 use std::time::Duration;
 
-use relay_support::{pair, settings, trace_init, within_for};
+use relay_support::{pair, settings, trace_init};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use sluice::relay::{RelayMode, buffers_in_flight, pipes_in_flight, pipes_pooled, relay};
+use sluice_testkit::{settle, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -62,18 +63,6 @@ fn connections_that_fit() -> usize {
     n
 }
 
-/// Polls `cond` until it holds or `DEADLINE` passes; returns the last value seen.
-async fn eventually<T: PartialEq + Copy>(want: impl Fn() -> T, cond: impl Fn(T) -> bool) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let seen = want();
-        if cond(seen) || Instant::now() >= deadline {
-            return seen;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_then_closed_leave_no_fd_behind() {
     trace_init();
@@ -86,7 +75,7 @@ async fn ten_thousand_idle_connections_then_closed_leave_no_fd_behind() {
     let cut = CancellationToken::new();
     let mut ends = Vec::with_capacity(connections);
     let mut relays = Vec::with_capacity(connections);
-    within_for(DEADLINE, "setting up", async {
+    within(DEADLINE, "setting up", async {
         // One at a time: a pair is matched by accepting right after connecting.
         for _ in 0..connections {
             let (mut client, relay_client) = pair(&clients).await;
@@ -111,7 +100,12 @@ async fn ten_thousand_idle_connections_then_closed_leave_no_fd_behind() {
         started.elapsed()
     );
 
-    let held = eventually(|| (pipes_in_flight(), buffers_in_flight()), |h| h == (0, 0)).await;
+    let held = settle(
+        DEADLINE,
+        async || (pipes_in_flight(), buffers_in_flight()),
+        |&h| h == (0, 0),
+    )
+    .await;
     assert_eq!(held, (0, 0), "(pipes, buffers) held by idle connections");
     let open = open_fds();
     assert!(
@@ -121,7 +115,7 @@ async fn ten_thousand_idle_connections_then_closed_leave_no_fd_behind() {
 
     // Both ends close; each relay passes the FINs on and finishes on its own.
     drop(ends);
-    within_for(DEADLINE, "relays ending", async {
+    within(DEADLINE, "relays ending", async {
         for relay in relays {
             relay.await.unwrap();
         }
@@ -131,7 +125,7 @@ async fn ten_thousand_idle_connections_then_closed_leave_no_fd_behind() {
 
     // Empty pipes the pool keeps for reuse (two fds each, bounded) are all that may remain.
     let expected = || fds_before + 2 * (pipes_pooled() - pooled_before);
-    let open = eventually(open_fds, |open| open == expected()).await;
+    let open = settle(DEADLINE, async || open_fds(), |&open| open == expected()).await;
     assert_eq!(
         open,
         expected(),

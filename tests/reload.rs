@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Behavior, Upstream, checksum, eventually, payload, temp_dir};
+use common::{Behavior, Upstream, temp_dir};
 use sluice::config;
 use sluice::{Server, Shutdown};
+use sluice_testkit::{checksum, eventually, eventually_async, payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -284,13 +285,10 @@ async fn route_limits_keep_counting_live_connections_across_a_reload() {
     );
 
     drop(held);
-    let start = tokio::time::Instant::now();
-    while !echoes(TcpStream::connect(web).await.unwrap()).await {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the slot never freed"
-        );
-    }
+    eventually_async(Duration::from_secs(5), "the slot to free", async || {
+        echoes(TcpStream::connect(web).await.unwrap()).await
+    })
+    .await;
     shutdown.stop();
     tokio::time::timeout(Duration::from_secs(30), run)
         .await

@@ -60,7 +60,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 /// Serves the admin API on `listener` until `stop` is cancelled; requests in flight then get
-/// [`STOP_GRACE`] to finish. Also runs the metrics recorder's upkeep meanwhile.
+/// `STOP_GRACE` to finish. Also runs the metrics recorder's upkeep meanwhile.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "admin listening");

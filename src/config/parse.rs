@@ -158,10 +158,10 @@ fn explain(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         return nearest("unknown value", rest);
     }
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
-        if let Some((found, expected)) = rest.split_once(", expected ") {
-            return format!("expected {}, found {}", plain_type(expected), found);
-        }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        return format!("expected {}, found {}", plain_type(expected), found);
     }
     message.to_string()
 }

@@ -380,14 +380,15 @@ impl Validator {
 
         let primaries = members.iter().filter(|m| m.tier == 0).count() as i64;
         let min_healthy = self.int_in(&key("min_healthy"), pool.min_healthy, 1, 1, i64::MAX);
-        if let Some(n) = min_healthy {
-            if primaries > 0 && n > primaries {
-                self.error(
-                    key("min_healthy"),
-                    Some(n.to_string()),
-                    format!("exceeds the {primaries} primary (tier 0) members, so backups would always take traffic"),
-                );
-            }
+        if let Some(n) = min_healthy
+            && primaries > 0
+            && n > primaries
+        {
+            self.error(
+                key("min_healthy"),
+                Some(n.to_string()),
+                format!("exceeds the {primaries} primary (tier 0) members, so backups would always take traffic"),
+            );
         }
 
         let health = match pool.health {
@@ -727,7 +728,7 @@ fn quote(s: &str) -> String {
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err("hex needs an even number of digits".into());
     }
     digits

@@ -85,7 +85,7 @@ impl ClientRateLimit {
 
     fn maybe_evict(&self) {
         let n = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % CLEANUP_EVERY == 0 {
+        if n.is_multiple_of(CLEANUP_EVERY) {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }

@@ -182,10 +182,10 @@ impl Policy {
                 return Err(err);
             }
             let member = err.member();
-            if let Some(index) = member.map(|m| m.index) {
-                if !request.tried.contains(&index) {
-                    request.tried.push(index);
-                }
+            if let Some(index) = member.map(|m| m.index)
+                && !request.tried.contains(&index)
+            {
+                request.tried.push(index);
             }
             info!(
                 attempt = attempts,

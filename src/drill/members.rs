@@ -1,6 +1,6 @@
 //! The drill's upstream servers: one per scenario member, in this process, on 127.0.0.1:0.
 //!
-//! Each speaks the [`wire`](super::wire) protocol as an echo or a sink. `kill` stops one the way
+//! Each speaks the [`wire`] protocol as an echo or a sink. `kill` stops one the way
 //! a crash does (listener closed, every connection dropped) and `restart` brings it back on the
 //! same port, so the member's proxy, and sluice behind it, find it again where it was.
 

@@ -5,6 +5,7 @@
 
 use super::*;
 
+use sluice_testkit::settle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Duration;
@@ -74,10 +75,12 @@ async fn an_idle_relay_holds_no_buffer_and_no_pipe() {
 
     // The relay may still be between handing over the last write and giving the buffer (or,
     // splicing in `Auto` mode, the pipe) back.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while (buffers_in_flight(), pipes_in_flight()) != (0, 0) && Instant::now() < deadline {
-        tokio::task::yield_now().await;
-    }
+    settle(
+        Duration::from_secs(5),
+        async || (buffers_in_flight(), pipes_in_flight()),
+        |&held| held == (0, 0),
+    )
+    .await;
     assert_eq!(buffers_in_flight(), 0, "an idle relay still holds a buffer");
     assert_eq!(pipes_in_flight(), 0, "an idle relay still holds a pipe");
     assert!(!task.is_finished());
@@ -272,10 +275,12 @@ mod splicing {
         // On this single-threaded runtime the relay is never mid-poll while this task runs,
         // and between polls it holds a pipe only if bytes sit in it (an empty one goes back
         // before it waits on its source). So one lent pipe means one pipe holding bytes.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pipes.lent() != 1 && Instant::now() < deadline {
-            tokio::task::yield_now().await;
-        }
+        settle(
+            Duration::from_secs(10),
+            async || pipes.lent(),
+            |&lent| lent == 1,
+        )
+        .await;
         assert_eq!(
             pipes.lent(),
             1,

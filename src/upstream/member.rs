@@ -105,11 +105,11 @@ impl Member {
     /// breaker when the breaker settings are unchanged: used when a reload rebuilds the pool.
     pub fn adopt_state(mut self, previous: &Member) -> Self {
         self.state = Arc::clone(&previous.state);
-        if let (Some(new), Some(old)) = (&self.circuit, &previous.circuit) {
-            if new.config() == old.config() {
-                old.republish(Instant::now());
-                self.circuit = Some(Arc::clone(old));
-            }
+        if let (Some(new), Some(old)) = (&self.circuit, &previous.circuit)
+            && new.config() == old.config()
+        {
+            old.republish(Instant::now());
+            self.circuit = Some(Arc::clone(old));
         }
         self
     }
@@ -162,10 +162,11 @@ impl Member {
     /// Sets health; returns true when this call changed it. Coming up closes the breaker
     /// first (see `Breaker::reset`), so whoever sees the member up also sees it admitted.
     pub fn set_up(&self, up: bool) -> bool {
-        if up && !self.is_up() {
-            if let Some(c) = &self.circuit {
-                c.on_health_up();
-            }
+        if up
+            && !self.is_up()
+            && let Some(c) = &self.circuit
+        {
+            c.on_health_up();
         }
         let changed = self.state.up.swap(up, Ordering::AcqRel) != up;
         if changed && up {

@@ -9,6 +9,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use sluice::{RunSummary, Server, Shutdown};
+use sluice_testkit::{settle, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -79,25 +80,15 @@ impl Admin {
 
     /// Polls `/status` until `cond` holds; panics with the last document after [`DEADLINE`].
     pub async fn wait_status(&self, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-        let started = tokio::time::Instant::now();
-        loop {
-            let status = self.status().await;
-            if cond(&status) {
-                return status;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "timed out waiting for {what}: {status:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let status = settle(DEADLINE, async || self.status().await, |s| cond(s)).await;
+        assert!(cond(&status), "timed out waiting for {what}: {status:#}");
+        status
     }
 
     pub async fn stop(self) -> RunSummary {
         self.shutdown.stop();
-        tokio::time::timeout(Duration::from_secs(30), self.run)
+        within(Duration::from_secs(30), "sluice to stop", self.run)
             .await
-            .expect("sluice did not stop")
             .unwrap()
     }
 }

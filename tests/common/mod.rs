@@ -1,5 +1,5 @@
-//! Shared pieces of the integration tests: real upstream servers on 127.0.0.1:0, a sluice
-//! started from config text, and deadline-bound waiting (never a sleep as synchronization).
+//! Shared pieces of the integration tests: real upstream servers on 127.0.0.1:0 and a sluice
+//! started from config text. Waiting, payloads and checksums come from `sluice_testkit`.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -13,18 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Waits until `cond` holds, polling every 5ms; panics with `what` after `deadline`.
-pub async fn eventually(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// What an upstream does with each connection.
 #[derive(Clone, Copy, Debug)]
@@ -233,9 +221,8 @@ impl Sluice {
     /// Stops and waits for the run to end.
     pub async fn stop(self) -> RunSummary {
         self.shutdown.stop();
-        tokio::time::timeout(Duration::from_secs(30), self.run)
+        sluice_testkit::within(Duration::from_secs(30), "sluice to stop", self.run)
             .await
-            .expect("sluice did not stop within 30s")
             .unwrap()
     }
 }
@@ -246,24 +233,4 @@ pub async fn read_all(addr: SocketAddr) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     stream.read_to_end(&mut out).await?;
     Ok(out)
-}
-
-/// Deterministic pseudo-random bytes (xorshift64*), so payloads need no RNG dependency.
-pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
-}
-
-/// FNV-1a 64 over `bytes`: a checksum to compare payloads without printing them.
-pub fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -1,5 +1,5 @@
 //! What the relay integration tests share: loopback socket pairs, a relay run in a task,
-//! deadline-bound waits, a seeded payload with its checksum, and open-socket counting.
+//! the suite's deadline, sending and receiving a seeded payload, and open-socket counting.
 //!
 //! Every wait is bound by a deadline ([`within`]); nothing sleeps to let the relay catch up.
 #![allow(dead_code)]
@@ -8,6 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use sluice::relay::{RelayMode, RelayReport, RelaySettings, relay};
+use sluice_testkit::{PayloadStream, StreamChecksum};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{RwLock, RwLockReadGuard};
@@ -35,14 +36,9 @@ pub fn trace_init() {
         .try_init();
 }
 
+/// Runs `fut`, failing the test with `what` if it takes longer than [`DEADLINE`].
 pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    within_for(DEADLINE, what, fut).await
-}
-
-pub async fn within_for<F: Future>(deadline: Duration, what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(deadline, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {deadline:?}"))
+    sluice_testkit::within(DEADLINE, what, fut).await
 }
 
 /// Two connected loopback sockets: (dialer, acceptor).
@@ -141,64 +137,12 @@ pub async fn read_to_end(from: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
 
 // === payloads ===
 
-/// Pseudo-random bytes from a fixed seed (xorshift64*), made and checked a word at a time so
-/// that 64 MiB stays quick in a debug build.
-pub struct Payload(pub u64);
-
-/// Order-sensitive checksum over chunks cut the same way on both ends.
-#[derive(Debug, Default, PartialEq)]
-pub struct Checksum(pub u64);
-
 pub const CHUNK: usize = 64 * 1024;
 
-impl Payload {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Fills `chunk` and adds it to `sum` in the same pass.
-    fn fill(&mut self, chunk: &mut [u8], sum: &mut Checksum) {
-        let mut words = chunk.chunks_exact_mut(8);
-        for word in &mut words {
-            let value = self.next();
-            word.copy_from_slice(&value.to_le_bytes());
-            sum.add(value);
-        }
-        let tail = words.into_remainder();
-        if !tail.is_empty() {
-            tail.copy_from_slice(&self.next().to_le_bytes()[..tail.len()]);
-            sum.update(tail);
-        }
-    }
-}
-
-impl Checksum {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0 ^ word)
-            .wrapping_mul(0x100_0000_01b3)
-            .rotate_left(29);
-    }
-
-    fn update(&mut self, chunk: &[u8]) {
-        let mut words = chunk.chunks_exact(8);
-        for word in &mut words {
-            self.add(u64::from_le_bytes(word.try_into().unwrap()));
-        }
-        let tail = words.remainder();
-        if !tail.is_empty() {
-            let mut padded = [0; 8];
-            padded[..tail.len()].copy_from_slice(tail);
-            self.add(u64::from_le_bytes(padded));
-        }
-    }
-}
-
 /// Sends `size` payload bytes, then shuts down; returns the checksum of what was sent.
-pub async fn send(mut to: impl AsyncWrite + Unpin, seed: u64, size: usize) -> Checksum {
-    let (mut payload, mut sum, mut chunk) = (Payload(seed), Checksum::default(), vec![0; CHUNK]);
+pub async fn send(mut to: impl AsyncWrite + Unpin, seed: u64, size: usize) -> StreamChecksum {
+    let (mut payload, mut sum) = (PayloadStream::new(seed), StreamChecksum::default());
+    let mut chunk = vec![0; CHUNK];
     let mut left = size;
     while left > 0 {
         let n = left.min(CHUNK);
@@ -211,8 +155,8 @@ pub async fn send(mut to: impl AsyncWrite + Unpin, seed: u64, size: usize) -> Ch
 }
 
 /// Receives exactly `size` bytes followed by end of stream; returns their checksum.
-pub async fn receive(mut from: impl AsyncRead + Unpin, size: usize) -> Checksum {
-    let (mut sum, mut chunk) = (Checksum::default(), vec![0; CHUNK]);
+pub async fn receive(mut from: impl AsyncRead + Unpin, size: usize) -> StreamChecksum {
+    let (mut sum, mut chunk) = (StreamChecksum::default(), vec![0; CHUNK]);
     let mut left = size;
     while left > 0 {
         let n = left.min(CHUNK);

@@ -21,10 +21,9 @@ fn command(args: &[&str]) -> Command {
 }
 
 fn sigterm(child: &Child) {
-    let pid = child.id().expect("child still running") as libc::pid_t;
-    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own live child.
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill failed");
+    let pid = child.id().expect("child still running");
+    let pid = rustix::process::Pid::from_raw(pid.try_into().unwrap()).expect("a child's pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill failed");
 }
 
 #[tokio::test]

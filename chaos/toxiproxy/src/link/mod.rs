@@ -1,7 +1,7 @@
 //! One proxied connection: dial the upstream, run both directions, close the way Toxiproxy does.
 //!
 //! Each connection is one task owning both sockets. Two readers stamp and queue what they read;
-//! two [`direction::Direction`]s pass it through their stream's toxics and write it out. The
+//! two `Direction`s pass it through their stream's toxics and write it out. The
 //! closing rules are Toxiproxy's (`link.go`): when a direction ends, its destination is closed,
 //! so the other direction stops reading from that socket, flushes what it holds and closes its own
 //! destination. There is no half-close: a client that shuts down its write side ends the

@@ -25,10 +25,7 @@ pub const BOUND: Duration = Duration::from_secs(10);
 
 /// Runs `fut`, failing the test with `what` if it takes longer than [`BOUND`].
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(BOUND, fut).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {BOUND:?} waiting for {what}"),
-    }
+    sluice_testkit::within(BOUND, what, fut).await
 }
 
 /// Logs from the server under test, shown for failing tests (`RUST_LOG` to tune).

@@ -1,0 +1,16 @@
+//! Test helpers every sluice test binary shares, so each exists once (STYLE.md §9):
+//!
+//! - [`wait`]: deadline-bound waiting. [`eventually`] and [`eventually_async`] poll a condition
+//!   and fail with what they waited for and for how long; [`settle`] returns the last value seen
+//!   for the caller to assert on; [`within`] bounds a single future.
+//! - [`bytes`]: seeded pseudo-random payloads ([`payload`], or [`PayloadStream`] a word at a
+//!   time for large transfers) and checksums to compare them ([`checksum`], [`StreamChecksum`]).
+//!
+//! Nothing here knows sluice: the forwarder-specific rigs (upstreams, a running sluice) stay in
+//! the test crates and build on these.
+
+pub mod bytes;
+pub mod wait;
+
+pub use bytes::{PayloadStream, StreamChecksum, Xorshift, checksum, payload};
+pub use wait::{POLL, eventually, eventually_async, settle, within};
