@@ -18,11 +18,11 @@ check-configs:
 
 # Every chaos drill in chaos/scenarios (release build); JSON reports go to target/chaos/.
 # Exits non-zero if any drill misses a bound. TOXIPROXY_URL=http://127.0.0.1:8474 uses a real
-# Toxiproxy instead of starting sluice-toxiproxy.
+# Toxiproxy instead of the embedded sluice-toxiproxy.
 chaos:
     #!/usr/bin/env bash
     set -uo pipefail
-    cargo build --release -q -p sluice -p sluice-toxiproxy || exit 1
+    cargo build --release -q -p sluice -p sluice-chaos || exit 1
     target="${CARGO_TARGET_DIR:-target}"
     mkdir -p "$target/chaos"
     failed=()
@@ -45,11 +45,11 @@ bench *ARGS:
 # The five-minute soak (release build): 100,000 connections with faults drawn from the seed;
 # the JSON report goes to target/chaos/soak.json. Extra arguments go to `sluice soak`
 # (`just soak --seed 7` replays a run's fault schedule). CI runs the 17-second variant
-# (chaos/soak/soak-ci.toml) in tests/soak.rs.
+# (chaos/soak/soak-ci.toml) in chaos/runner/tests/soak.rs.
 soak *ARGS:
     #!/usr/bin/env bash
     set -uo pipefail
-    cargo build --release -q -p sluice -p sluice-toxiproxy || exit 1
+    cargo build --release -q -p sluice -p sluice-chaos || exit 1
     target="${CARGO_TARGET_DIR:-target}"
     mkdir -p "$target/chaos"
     # Every connection is four sockets in this one process; at most 1024 are open at once.

@@ -12,15 +12,14 @@
 //! - [`telemetry`]: metric names, the Prometheus recorder, the access log.
 //! - [`admin`]: the admin HTTP API (status, drain/enable, reload, `/metrics`) when `[admin]`
 //!   is set.
-//! - [`drill`]: chaos drills: scenarios of faults run against a sluice in-process, with
-//!   verdicts (`sluice drill`).
 //!
 //! `main.rs` is a thin CLI over [`server::Server`]; integration tests drive the same type.
+//! Chaos drills live in their own crate (`chaos/runner`, `sluice-chaos`), which depends on
+//! this one; `sluice drill` and `sluice soak` hand off to its executable.
 
 pub mod admin;
 pub mod config;
 pub mod connect;
-pub mod drill;
 pub mod health;
 pub mod relay;
 pub mod route;

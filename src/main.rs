@@ -3,6 +3,7 @@
 //! Exit codes: 0 after a clean run or a valid `check`; 64 (`EX_USAGE`) for a bad config or bad
 //! arguments; 1 for a runtime failure such as a port already in use.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,9 +12,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::config::{self, Config};
-use sluice::drill;
 use sluice::server::{Reloader, Workers};
 use sluice::telemetry::access_log::{self, ReopenableFile};
+use sluice::telemetry::json_layer;
 use sluice::{Server, Shutdown};
 use tracing::{error, info, warn};
 use tracing_subscriber::{EnvFilter, fmt};
@@ -70,28 +71,18 @@ enum Command {
         #[arg(long)]
         backup: Vec<String>,
     },
-    /// Run a chaos drill scenario and judge it against its bounds (exit 1 when one is missed).
+    /// Run a chaos drill scenario and judge it (hands off to the `sluice-chaos` executable;
+    /// `sluice drill --help` lists its options).
+    #[command(disable_help_flag = true)]
     Drill {
-        /// Scenario file, e.g. chaos/scenarios/member-down.toml.
-        scenario: PathBuf,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Seed for every random decision (overrides the config's `seed`).
-        #[arg(long)]
-        seed: Option<u64>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
-    /// Run a soak: a long drill with faults drawn from the seed, judged on bytes, client
-    /// waits, open fds and RSS (exit 1 when a bound is missed).
+    /// Run a soak, a long drill with faults drawn from the seed (hands off to `sluice-chaos`).
+    #[command(disable_help_flag = true)]
     Soak {
-        /// Soak file, e.g. chaos/soak/soak.toml.
-        file: PathBuf,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Seed for every random decision, the fault schedule included.
-        #[arg(long)]
-        seed: Option<u64>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
 }
 
@@ -99,14 +90,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
         Command::Check { config } => return check(config),
-        Command::Drill {
-            scenario,
-            json,
-            seed,
-        } => return drill(cli.log_format, scenario, json.as_deref(), *seed),
-        Command::Soak { file, json, seed } => {
-            return soak(cli.log_format, file, json.as_deref(), *seed);
-        }
+        Command::Drill { args } => return hand_off(cli.log_format, "drill", args),
+        Command::Soak { args } => return hand_off(cli.log_format, "soak", args),
         Command::Run { config, .. } => load(config.as_deref()),
         Command::Forward {
             listen,
@@ -166,114 +151,49 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// `sluice drill`: 0 when every bound is met, 1 when one is missed or the drill cannot run,
-/// 64 for a bad scenario file.
-fn drill(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>) -> ExitCode {
-    let scenario = match drill::Scenario::from_file(path) {
-        Ok(s) => s,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EX_USAGE);
-        }
+/// The executable `sluice drill` and `sluice soak` run: the chaos tooling is a crate of its
+/// own (`chaos/runner`), so the forwarder carries none of it.
+const CHAOS: &str = "sluice-chaos";
+
+/// `sluice drill ARGS` runs `sluice-chaos drill ARGS` in this process's place (exec), the way
+/// `cargo foo` runs `cargo-foo`: next to this executable first (an install or a `target/`
+/// directory keeps them together), then on PATH. Exit 1 naming what is missing otherwise.
+fn hand_off(format: LogFormat, subcommand: &str, args: &[OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+
+    let Some(chaos) = find_chaos() else {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(CHAOS)))
+            .map_or_else(|| CHAOS.to_string(), |p| p.display().to_string());
+        eprintln!(
+            "sluice {subcommand}: needs the {CHAOS} executable, found neither at {beside} nor \
+             on PATH; install it beside sluice (`cargo install --path chaos/runner`, or copy \
+             target/release/{CHAOS} next to sluice)"
+        );
+        return ExitCode::FAILURE;
     };
-    init_drill_logging(format);
-    let options = drill_options(seed);
-    let report = block_on(drill::run(&scenario, &options), "drill", path);
-    match report {
-        Ok(r) => publish(&r, r.passed, json),
-        Err(code) => code,
-    }
-}
-
-/// `sluice soak`: exit codes as for `sluice drill`.
-fn soak(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>) -> ExitCode {
-    let soak = match drill::soak::Soak::from_file(path) {
-        Ok(s) => s,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EX_USAGE);
-        }
+    let format = match format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
     };
-    init_drill_logging(format);
-    let options = drill_options(seed);
-    match block_on(drill::soak::run(&soak, &options), "soak", path) {
-        Ok(r) => publish(&r, r.passed, json),
-        Err(code) => code,
-    }
+    let err = std::process::Command::new(&chaos)
+        .args(["--log-format", format, subcommand])
+        .args(args)
+        .exec();
+    eprintln!("sluice {subcommand}: cannot run {}: {err}", chaos.display());
+    ExitCode::FAILURE
 }
 
-fn drill_options(seed: Option<u64>) -> drill::RunOptions {
-    drill::RunOptions {
-        seed,
-        injector: drill::InjectorChoice::from_env(),
-        ..Default::default()
-    }
-}
-
-/// Runs a drill or soak on a fresh runtime; a failure to run is printed and mapped to its
-/// exit code (64 for a bad scenario, 1 otherwise).
-fn block_on<T>(
-    run: impl std::future::Future<Output = Result<T, drill::DrillError>>,
-    what: &str,
-    path: &Path,
-) -> Result<T, ExitCode> {
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
-        .and_then(|rt| {
-            rt.block_on(run)
-                .with_context(|| format!("{what} {}", path.display()))
-        });
-    result.map_err(|e| {
-        eprintln!("{e:#}");
-        let usage = e
-            .downcast_ref::<drill::DrillError>()
-            .is_some_and(drill::DrillError::is_usage);
-        ExitCode::from(if usage { EX_USAGE } else { 1 })
-    })
-}
-
-/// Prints the report, writes it as JSON when asked; 0 when it passed.
-fn publish(
-    report: &(impl std::fmt::Display + serde::Serialize),
-    passed: bool,
-    json: Option<&Path>,
-) -> ExitCode {
-    println!("{report}");
-    if let Some(file) = json {
-        let written = serde_json::to_vec_pretty(report)
-            .context("rendering the JSON report")
-            .and_then(|bytes| {
-                std::fs::write(file, bytes).with_context(|| format!("writing {}", file.display()))
-            });
-        if let Err(e) = written {
-            eprintln!("{e:#}");
-            return ExitCode::FAILURE;
-        }
-    }
-    if passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// A drill prints its report on stdout; sluice's own logs go to stderr at `error` unless
-/// RUST_LOG says otherwise (a drill makes sluice log every fault it survives). Access lines
-/// go only to the drill's tap, which reads redials and byte counts from them.
-fn init_drill_logging(format: LogFormat) {
-    use tracing_subscriber::prelude::*;
-
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
-    let stderr = match format {
-        LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
-        LogFormat::Json => json_layer().with_writer(std::io::stderr).boxed(),
-    };
-    tracing_subscriber::registry()
-        .with(stderr.with_filter(filter))
-        .with(drill::access::layer())
-        .init();
+fn find_chaos() -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(CHAOS)));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(CHAOS));
+    beside.into_iter().chain(on_path).find(|p| p.is_file())
 }
 
 fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
@@ -425,14 +345,4 @@ fn init_logging(format: LogFormat, access_log: Option<ReopenableFile>) {
         .with(stderr.with_filter(filter))
         .with(file)
         .init();
-}
-
-fn json_layer<S>() -> fmt::Layer<S, fmt::format::JsonFields, fmt::format::Format<fmt::format::Json>>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
 }

@@ -7,7 +7,7 @@
 //! re-check ranges or cross references.
 
 mod error;
-pub(crate) mod parse;
+pub mod parse;
 pub mod reload;
 pub mod schema;
 mod validate;

@@ -56,7 +56,7 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Parsed, Vec<ConfigError>> 
 
 /// Parses TOML text into a table; a syntax error names its line and column. Shared with the
 /// drill's scenario files, so both speak the same way.
-pub(crate) fn table(text: &str, file: &str) -> Result<Table, ConfigError> {
+pub fn table(text: &str, file: &str) -> Result<Table, ConfigError> {
     text.parse().map_err(|e: toml::de::Error| {
         let (line, column) = e
             .span()
@@ -72,7 +72,7 @@ pub(crate) fn table(text: &str, file: &str) -> Result<Table, ConfigError> {
 
 /// A serde error as a config error: at its key path, with the value found there in `table`,
 /// in our wording.
-pub(crate) fn key_error(
+pub fn key_error(
     table: &Table,
     file: &str,
     err: &serde_path_to_error::Error<toml::de::Error>,

@@ -4,7 +4,7 @@
 //! under test, its members, the client traffic, a timeline of faults and the bounds to meet.
 //! [`run`] starts everything on 127.0.0.1, plays it, and returns a [`Report`] whose `passed`
 //! says whether every bound was met. Faults go only through the Toxiproxy HTTP API, so the
-//! same drill runs against `sluice-toxiproxy` (started by the runner) or a real Toxiproxy
+//! same drill runs against `sluice-toxiproxy` (embedded, injector.rs) or a real Toxiproxy
 //! (`TOXIPROXY_URL`).
 //!
 //! ```text

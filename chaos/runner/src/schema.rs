@@ -4,8 +4,8 @@
 //! range and cross-reference rule, so a file with several problems reports them all. The
 //! embedded sluice config stays a raw TOML table: sluice's own validator reads it.
 
-use crate::config::schema::HumanDuration;
 use serde::Deserialize;
+use sluice::config::schema::HumanDuration;
 
 use super::wire::ServerKind;
 

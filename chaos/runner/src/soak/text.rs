@@ -4,8 +4,8 @@
 use std::fmt::{self, Write};
 
 use super::report::{SoakReport, mib};
-use crate::drill::text::{Setup, render_bytes, render_clients, render_setup};
-use crate::drill::verdict::fmt_ms;
+use crate::text::{Setup, render_bytes, render_clients, render_setup};
+use crate::verdict::fmt_ms;
 
 pub(super) fn render(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     render_setup(

@@ -7,8 +7,8 @@ use thiserror::Error;
 
 use super::injector::InjectorError;
 use super::toxiproxy::ToxiproxyError;
-use crate::ServerError;
-use crate::config::ConfigErrors;
+use sluice::ServerError;
+use sluice::config::ConfigErrors;
 
 /// A drill that could not run.
 #[derive(Debug, Error)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::upstream::{Phase, Pool};
+use sluice::upstream::{Phase, Pool};
 
 /// How often member state is read.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);

@@ -23,11 +23,11 @@ use super::ledger::Ledger;
 use super::plan::Soak;
 use super::report::{self, Ran, Resources, Sample, SoakReport, SoakSetup};
 use super::schedule;
-use crate::drill::access::{self, Subscription};
-use crate::drill::injector::Injector;
-use crate::drill::rig::{self, Rig};
-use crate::drill::scenario::Traffic;
-use crate::drill::{DrillError, RunOptions, observe, timeline, traffic};
+use crate::access::{self, Subscription};
+use crate::injector::Injector;
+use crate::rig::{self, Rig};
+use crate::scenario::Traffic;
+use crate::{DrillError, RunOptions, observe, timeline, traffic};
 
 /// How often the monitor hands access lines to the ledger.
 const DRAIN_EVERY: Duration = Duration::from_millis(250);
@@ -164,7 +164,7 @@ async fn warm_up(rig: &Rig<'_>, traffic: &Traffic, length: Duration, seed: u64) 
     }
     let idle = rig.idle();
     let deadline = Instant::now() + WARMUP_IDLE;
-    while !(idle() && crate::relay::pipes_in_flight() == 0) && Instant::now() < deadline {
+    while !(idle() && sluice::relay::pipes_in_flight() == 0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     counts
@@ -228,7 +228,7 @@ async fn settle(
     let start = Instant::now();
     loop {
         let g = gauge()?;
-        let quiet = open() == 0 && crate::relay::pipes_in_flight() == 0;
+        let quiet = open() == 0 && sluice::relay::pipes_in_flight() == 0;
         if (quiet && g.net_fds() <= before.net_fds() + slack) || start.elapsed() >= limit {
             return Ok((g, start.elapsed()));
         }

@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Table;
 
-use crate::config::schema::HumanDuration;
-use crate::config::{ConfigError, ConfigErrors};
-use crate::drill::parse;
-use crate::drill::scenario::Scenario;
-use crate::drill::validate::{human, quote};
+use crate::parse;
+use crate::scenario::Scenario;
+use crate::validate::{human, quote};
+use sluice::config::schema::HumanDuration;
+use sluice::config::{ConfigError, ConfigErrors};
 
 /// Defaults: a short warm-up, a fault every 1-4 s lasting 1-8 s.
 const WARMUP: Duration = Duration::from_secs(5);

@@ -14,10 +14,10 @@ use super::gauge::Gauge;
 use super::ledger::Tally;
 use super::plan::{FaultKind, Soak};
 use super::schedule::Fault;
-use crate::drill::observe::{Breaker, History};
-use crate::drill::report::{MemberInfo, TrafficInfo, ms};
-use crate::drill::timeline::Injected;
-use crate::drill::verdict::{Verdict, failure_ratio, fmt_ms};
+use crate::observe::{Breaker, History};
+use crate::report::{MemberInfo, TrafficInfo, ms};
+use crate::timeline::Injected;
+use crate::verdict::{Verdict, failure_ratio, fmt_ms};
 
 /// A soak's complete outcome.
 #[derive(Clone, Debug, Serialize)]

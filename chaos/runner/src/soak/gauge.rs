@@ -29,7 +29,7 @@ impl Gauge {
     pub fn read() -> io::Result<Self> {
         Ok(Self {
             fds: open_fds()?,
-            pooled_pipes: crate::relay::pipes_pooled() as u64,
+            pooled_pipes: sluice::relay::pipes_pooled() as u64,
             rss: rss()?,
         })
     }

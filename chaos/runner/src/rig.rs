@@ -21,8 +21,8 @@ use super::report::MemberInfo;
 use super::scenario::Scenario;
 use super::timeline::Targets;
 use super::{DrillError, RunOptions};
-use crate::upstream::Pool;
-use crate::{RunSummary, Server, Shutdown};
+use sluice::upstream::Pool;
+use sluice::{RunSummary, Server, Shutdown};
 
 /// How long sluice may take to drain after traffic before its connections are cut.
 const DRAIN: Duration = Duration::from_secs(10);

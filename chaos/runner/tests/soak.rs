@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-use sluice::drill::soak::{self, Soak};
-use sluice::drill::{self, InjectorChoice, RunOptions};
+use sluice_chaos::soak::{self, Soak};
+use sluice_chaos::{InjectorChoice, RunOptions};
 use tokio::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
@@ -35,7 +35,7 @@ fn init() {
                 .with_test_writer()
                 .with_filter(filter),
         )
-        .with(drill::access::layer())
+        .with(sluice_chaos::access::layer())
         .try_init();
 }
 
@@ -54,7 +54,7 @@ fn raise_nofile() {
 
 fn soak_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("chaos/soak")
+        .join("../soak")
         .join(format!("{name}.toml"))
 }
 
@@ -143,8 +143,8 @@ fn shipped_soaks_are_valid_and_sized_as_promised() {
 #[test]
 fn cli_rejects_a_drill_file_with_exit_64() {
     let _turn = TURN.blocking_lock();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/scenarios/flap.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/flap.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-chaos"))
         .arg("soak")
         .arg(&scenario)
         .output()

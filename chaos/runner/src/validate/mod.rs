@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{ConfigError, ConfigErrors};
+use ::sluice::config::{ConfigError, ConfigErrors};
 use toml::Value;
 
 use super::parse;
@@ -121,7 +121,7 @@ impl Validator {
                 );
             }
             let weight = m.weight.unwrap_or(1);
-            if !(1..=i64::from(crate::config::MAX_WEIGHT)).contains(&weight) {
+            if !(1..=i64::from(::sluice::config::MAX_WEIGHT)).contains(&weight) {
                 self.error(
                     at("weight"),
                     Some(weight.to_string()),

@@ -1,9 +1,9 @@
 //! `[bounds]`: ranges, and whether the timeline gives each bound something to measure.
 
 use super::Validator;
-use crate::drill::faults;
-use crate::drill::scenario::{Bounds, MemberSpec, Step};
-use crate::drill::schema::BoundsFile;
+use crate::faults;
+use crate::scenario::{Bounds, MemberSpec, Step};
+use crate::schema::BoundsFile;
 
 impl Validator {
     pub(super) fn bounds(

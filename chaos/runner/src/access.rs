@@ -21,7 +21,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{Filtered, Targets};
 use tracing_subscriber::layer::{Context, Layer};
 
-use crate::telemetry::access_log::TARGET;
+use sluice::telemetry::access_log::TARGET;
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Inputs;
-use crate::drill::access::AccessEvent;
-use crate::drill::report::ms;
-use crate::drill::traffic::Outcome;
+use crate::access::AccessEvent;
+use crate::report::ms;
+use crate::traffic::Outcome;
 
 /// Disagreements kept in the report.
 const MAX_SHOWN: usize = 10;

@@ -30,10 +30,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::plan::{FaultKind, Plan};
-use crate::drill::report::ms;
-use crate::drill::scenario::{Action, Step, Toxic};
-use crate::drill::schema::Stream;
-use crate::drill::wire::{self, Checksum};
+use crate::report::ms;
+use crate::scenario::{Action, Step, Toxic};
+use crate::schema::Stream;
+use crate::wire::{self, Checksum};
 
 /// Keeps the schedule's stream apart from the payloads', which are drawn from the same seed.
 const SALT: u64 = 0x50AC_5EED;
@@ -141,7 +141,7 @@ pub fn steps(faults: &[Fault]) -> Vec<Step> {
 
 /// FNV-1a over every step's time and text: equal for equal schedules, and short enough to
 /// compare two reports by eye.
-pub fn fingerprint(steps: &[Step], members: &[crate::drill::scenario::MemberSpec]) -> u64 {
+pub fn fingerprint(steps: &[Step], members: &[crate::scenario::MemberSpec]) -> u64 {
     let mut sum = Checksum::default();
     for s in steps {
         sum.update(&(s.at.as_micros() as u64).to_be_bytes());
@@ -223,7 +223,7 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drill::faults;
+    use crate::faults;
 
     fn plan(max_faulted: usize) -> Plan {
         Plan {
@@ -303,7 +303,7 @@ mod tests {
     fn the_fingerprint_follows_the_schedule() {
         let members: Vec<_> = ["a", "b", "c"]
             .iter()
-            .map(|n| crate::drill::scenario::MemberSpec {
+            .map(|n| crate::scenario::MemberSpec {
                 name: n.to_string(),
                 server: wire::ServerKind::Echo,
                 tier: 0,

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::schema::ScenarioFile;
-use crate::config::{self, ConfigError, ConfigErrors};
+use sluice::config::{self, ConfigError, ConfigErrors};
 
 /// The name a path goes by in messages: its file name.
 pub fn file_name(path: &Path) -> String {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{self, Config, ConfigError, ConfigErrors, Location};
+use sluice::config::{self, Config, ConfigError, ConfigErrors, Location};
 use toml::{Table, Value};
 
 use super::schema::{ActionKind, Stream};

@@ -19,10 +19,10 @@ use tokio::time::Instant;
 
 use super::plan::FaultKind;
 use super::schedule::Fault;
-use crate::drill::access::AccessEvent;
-use crate::drill::measure::{BytesCheck, ClientTotals, Disagreement};
-use crate::drill::report::ms;
-use crate::drill::traffic::{ClientRecord, Outcome};
+use crate::access::AccessEvent;
+use crate::measure::{BytesCheck, ClientTotals, Disagreement};
+use crate::report::ms;
+use crate::traffic::{ClientRecord, Outcome};
 
 /// Disagreements kept in the report.
 const MAX_SHOWN: usize = 10;

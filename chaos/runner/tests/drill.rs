@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sluice::drill::{self, InjectorChoice, Report, RunOptions, Scenario};
+use sluice_chaos::{InjectorChoice, Report, RunOptions, Scenario};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -24,13 +24,13 @@ fn init() {
                 .with_test_writer()
                 .with_filter(filter),
         )
-        .with(drill::access::layer())
+        .with(sluice_chaos::access::layer())
         .try_init();
 }
 
 fn scenario_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("chaos/scenarios")
+        .join("../scenarios")
         .join(format!("{name}.toml"))
 }
 
@@ -44,7 +44,7 @@ fn options() -> RunOptions {
 async fn run_shipped(name: &str) -> Report {
     init();
     let scenario = Scenario::from_file(&scenario_path(name)).unwrap_or_else(|e| panic!("{e}"));
-    let report = drill::run(&scenario, &options())
+    let report = sluice_chaos::run(&scenario, &options())
         .await
         .unwrap_or_else(|e| panic!("drill {name} could not run: {e}"));
     assert!(report.passed, "drill {name} missed a bound:\n{report}");
@@ -138,7 +138,7 @@ async fn an_impossible_bound_fails_the_verdict() {
         8,
         "ejected_within = \"1ns\"\nmax_client_failure_ratio = 0.5",
     );
-    let report = drill::run(&scenario, &options()).await.unwrap();
+    let report = sluice_chaos::run(&scenario, &options()).await.unwrap();
     assert!(!report.passed, "{report}");
     let ejected = &report.verdicts[0];
     assert_eq!(ejected.bound, "ejected_within");
@@ -160,7 +160,7 @@ async fn members_chosen(seed: u64) -> Vec<u32> {
         duration: Some(Duration::from_millis(600)),
         ..options()
     };
-    let report = drill::run(&scenario, &options).await.unwrap();
+    let report = sluice_chaos::run(&scenario, &options).await.unwrap();
     assert_eq!(report.seed, seed);
     report.clients.iter().filter_map(|c| c.member).collect()
 }
@@ -186,7 +186,7 @@ async fn one_seed_makes_the_same_member_choices() {
 
 #[test]
 fn every_shipped_scenario_is_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos/scenarios");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -270,7 +270,7 @@ fn cli_exit_codes_are_64_for_a_bad_scenario_and_1_for_a_missed_bound() {
     let dir = temp_dir("cli");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[traffic]\nrate = \"fast\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-chaos"))
         .args(["drill"])
         .arg(&bad)
         .output()
@@ -291,7 +291,7 @@ fn cli_exit_codes_are_64_for_a_bad_scenario_and_1_for_a_missed_bound() {
     )
     .unwrap();
     let json = dir.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-chaos"))
         .args(["drill", "--seed", "5", "--json"])
         .arg(&json)
         .arg(&missed)

@@ -7,9 +7,9 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::Validator;
-use crate::config::ConfigError;
-use crate::drill::parse;
-use crate::drill::scenario::SluiceUnderTest;
+use crate::parse;
+use crate::scenario::SluiceUnderTest;
+use sluice::config::ConfigError;
 
 impl Validator {
     pub(super) fn sluice(

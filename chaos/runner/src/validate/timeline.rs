@@ -5,8 +5,8 @@ use std::time::Duration;
 use toml::Value;
 
 use super::{Validator, human, quote};
-use crate::drill::scenario::{Action, MemberSpec, Step, Toxic};
-use crate::drill::schema::{ActionKind, StepFile, ToxicFile};
+use crate::scenario::{Action, MemberSpec, Step, Toxic};
+use crate::schema::{ActionKind, StepFile, ToxicFile};
 
 /// Toxiproxy's toxic types.
 const TOXIC_TYPES: [&str; 8] = [
