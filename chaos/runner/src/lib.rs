@@ -21,6 +21,7 @@
 //! measure/, verdict          numbers from what happened (accounting.rs: against the access
 //!                            log); bounds against them
 //! report, text               the report as JSON and as text
+//! junit                      the report (a drill's or a soak's) as JUnit XML for CI
 //! rig, runner                members, proxies and sluice up and down; the order of it all
 //! soak/                      long runs with faults drawn from the seed: bytes, waits, fds, RSS
 //! ```
@@ -29,6 +30,7 @@ pub mod access;
 mod error;
 pub mod faults;
 pub mod injector;
+pub mod junit;
 pub mod measure;
 pub mod members;
 pub mod observe;

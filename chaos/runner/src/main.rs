@@ -1,14 +1,15 @@
 //! `sluice-chaos`: chaos drills and soaks from the command line. `sluice drill` and
 //! `sluice soak` run this executable in their place, so either spelling works.
 //!
-//! Exit codes: 0 when every bound is met; 1 when one is missed or the drill cannot run;
-//! 64 (`EX_USAGE`) for a bad scenario file or bad arguments.
+//! Exit codes: 0 when every bound is met; 1 when one is missed, the drill cannot run or a
+//! report file (`--json`, `--junit`) cannot be written; 64 (`EX_USAGE`) for a bad scenario
+//! file or bad arguments.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::telemetry::json_layer;
 use tracing_subscriber::{EnvFilter, fmt};
 
@@ -40,9 +41,8 @@ enum Command {
     Drill {
         /// Scenario file, e.g. chaos/scenarios/member-down.toml.
         scenario: PathBuf,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        #[command(flatten)]
+        reports: Reports,
         /// Seed for every random decision (overrides the config's `seed`).
         #[arg(long)]
         seed: Option<u64>,
@@ -52,13 +52,26 @@ enum Command {
     Soak {
         /// Soak file, e.g. chaos/soak/soak.toml.
         file: PathBuf,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        #[command(flatten)]
+        reports: Reports,
         /// Seed for every random decision, the fault schedule included.
         #[arg(long)]
         seed: Option<u64>,
     },
+}
+
+/// Report files besides the text on stdout; `--json` and `--junit` may be given together.
+#[derive(Args, Debug)]
+struct Reports {
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the report as JUnit XML to this file, for CI test reporters: one testcase
+    /// per bound, a <failure> on each missed one. Written whenever the run finished, passed
+    /// (exit 0) or not (exit 1). A drill or soak that cannot run (exit 64 for a bad file,
+    /// 1 when e.g. the fault injector fails) writes no JUnit file and leaves FILE as it was.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -66,16 +79,20 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Drill {
             scenario,
-            json,
+            reports,
             seed,
-        } => drill(cli.log_format, scenario, json.as_deref(), *seed),
-        Command::Soak { file, json, seed } => soak(cli.log_format, file, json.as_deref(), *seed),
+        } => drill(cli.log_format, scenario, reports, *seed),
+        Command::Soak {
+            file,
+            reports,
+            seed,
+        } => soak(cli.log_format, file, reports, *seed),
     }
 }
 
-/// `drill`: 0 when every bound is met, 1 when one is missed or the drill cannot run,
-/// 64 for a bad scenario file.
-fn drill(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>) -> ExitCode {
+/// `drill`: 0 when every bound is met, 1 when one is missed, the drill cannot run or a report
+/// file cannot be written, 64 for a bad scenario file.
+fn drill(format: LogFormat, path: &Path, reports: &Reports, seed: Option<u64>) -> ExitCode {
     let scenario = match sluice_chaos::Scenario::from_file(path) {
         Ok(s) => s,
         Err(errors) => {
@@ -87,13 +104,13 @@ fn drill(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>)
     let options = drill_options(seed);
     let report = block_on(sluice_chaos::run(&scenario, &options), "drill", path);
     match report {
-        Ok(r) => publish(&r, r.passed, json),
+        Ok(r) => publish(&r, r.passed, reports, sluice_chaos::junit::drill),
         Err(code) => code,
     }
 }
 
 /// `soak`: exit codes as for `drill`.
-fn soak(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>) -> ExitCode {
+fn soak(format: LogFormat, path: &Path, reports: &Reports, seed: Option<u64>) -> ExitCode {
     let soak = match sluice_chaos::soak::Soak::from_file(path) {
         Ok(s) => s,
         Err(errors) => {
@@ -104,7 +121,7 @@ fn soak(format: LogFormat, path: &Path, json: Option<&Path>, seed: Option<u64>) 
     init_drill_logging(format);
     let options = drill_options(seed);
     match block_on(sluice_chaos::soak::run(&soak, &options), "soak", path) {
-        Ok(r) => publish(&r, r.passed, json),
+        Ok(r) => publish(&r, r.passed, reports, sluice_chaos::junit::soak),
         Err(code) => code,
     }
 }
@@ -141,28 +158,43 @@ fn block_on<T>(
     })
 }
 
-/// Prints the report, writes it as JSON when asked; 0 when it passed.
-fn publish(
-    report: &(impl std::fmt::Display + serde::Serialize),
+/// Prints the report and writes the report files asked for, each attempted whatever became of
+/// the other; 0 when the report passed and every file was written.
+fn publish<R: std::fmt::Display + serde::Serialize>(
+    report: &R,
     passed: bool,
-    json: Option<&Path>,
+    reports: &Reports,
+    junit: fn(&R) -> Result<String, sluice_chaos::junit::RenderError>,
 ) -> ExitCode {
     println!("{report}");
-    if let Some(file) = json {
-        let written = serde_json::to_vec_pretty(report)
-            .context("rendering the JSON report")
-            .and_then(|bytes| {
-                std::fs::write(file, bytes).with_context(|| format!("writing {}", file.display()))
-            });
-        if let Err(e) = written {
-            eprintln!("{e:#}");
-            return ExitCode::FAILURE;
-        }
+    let mut written = true;
+    if let Some(file) = &reports.json {
+        let json = serde_json::to_vec_pretty(report).context("rendering the JSON report");
+        written &= write_report(file, "JSON", json);
     }
-    if passed {
+    if let Some(file) = &reports.junit {
+        let xml = junit(report).map(String::into_bytes).map_err(Into::into);
+        written &= write_report(file, "JUnit", xml);
+    }
+    if passed && written {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Writes one rendered report; prints why not, once, and returns false when it could not.
+fn write_report(file: &Path, what: &str, rendered: anyhow::Result<Vec<u8>>) -> bool {
+    let written = rendered.and_then(|bytes| {
+        std::fs::write(file, bytes)
+            .with_context(|| format!("writing the {what} report to {}", file.display()))
+    });
+    match written {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("{e:#}");
+            false
+        }
     }
 }
 

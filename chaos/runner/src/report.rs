@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
+use tokio::time::Instant;
 
 use super::measure::{self, Inputs, Measures};
 use super::observe::History;
@@ -21,6 +22,12 @@ pub struct Report {
     pub scenario: String,
     pub file: String,
     pub description: Option<String>,
+    /// When the drill started, by the wall clock (RFC 3339 in JSON).
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: SystemTime,
+    /// How long the drill took: from starting the injector to the verdicts.
+    #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+    pub elapsed: Duration,
     pub seed: u64,
     pub injector: String,
     /// Where sluice listened.
@@ -94,8 +101,26 @@ pub struct Second {
     pub failed: u64,
 }
 
+/// When a drill or soak started: the wall clock for the report's timestamp, tokio's clock for
+/// its length (so a paused test clock reaches it too).
+#[derive(Clone, Copy, Debug)]
+pub struct Started {
+    pub at: SystemTime,
+    pub instant: Instant,
+}
+
+impl Started {
+    pub fn now() -> Self {
+        Self {
+            at: SystemTime::now(),
+            instant: Instant::now(),
+        }
+    }
+}
+
 /// What the runner knows about a finished drill, besides the measurement inputs.
 pub struct Setup {
+    pub started: Started,
     pub seed: u64,
     pub injector: String,
     pub listen: SocketAddr,
@@ -115,6 +140,8 @@ pub fn build(setup: Setup, i: &Inputs<'_>) -> Report {
         scenario: s.name.clone(),
         file: s.file.clone(),
         description: s.description.clone(),
+        started_at: setup.started.at,
+        elapsed: setup.started.instant.elapsed(),
         seed: setup.seed,
         injector: setup.injector,
         listen: setup.listen,
@@ -265,6 +292,11 @@ fn per_second(clients: &[ClientRecord]) -> Vec<Second> {
 /// Serializes a duration as milliseconds (0.1ms resolution).
 pub fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 10_000.0).round() / 10.0)
+}
+
+/// Serializes a wall-clock time as RFC 3339 in UTC, to the millisecond.
+pub fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*t))
 }
 
 pub fn opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::injector::{Injector, InjectorChoice};
 use super::measure::Inputs;
-use super::report::{self, Report, Setup};
+use super::report::{self, Report, Setup, Started};
 use super::rig::{self, Rig};
 use super::scenario::Scenario;
 use super::{DrillError, access, observe, timeline, traffic};
@@ -41,8 +41,9 @@ impl RunOptions {
 
 /// Runs `scenario`; `Ok` holds the report whether or not its bounds were met.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, DrillError> {
+    let start = Started::now();
     rig::with_rig(scenario, options, async |seed, injector, rig| {
-        drill(scenario, options, seed, injector, rig).await
+        drill(scenario, options, start, seed, injector, rig).await
     })
     .await
 }
@@ -50,6 +51,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report, Dr
 async fn drill(
     scenario: &Scenario,
     options: &RunOptions,
+    start: Started,
     seed: u64,
     injector: &Injector,
     rig: &mut Rig<'_>,
@@ -77,6 +79,7 @@ async fn drill(
     let injected = injected?;
 
     let setup = Setup {
+        started: start,
         seed,
         injector: injector.describe(),
         listen: rig.listen,

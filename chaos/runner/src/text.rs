@@ -1,9 +1,11 @@
-//! The report as text: a header, the timeline, clients per second, bytes, verdicts.
+//! The report as text: a header, the timeline, clients per second, bytes, verdicts. The
+//! timeline and verdict sections are shared with the soak's text and with `junit`.
 
-use super::measure::{BytesCheck, ClientTotals};
 use std::fmt::{self, Write};
 
-use super::report::{MemberInfo, Report, TrafficInfo, human};
+use super::measure::{BytesCheck, ClientTotals};
+use super::report::{Event, MemberInfo, Report, TrafficInfo, human};
+use super::verdict::Verdict;
 
 pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     render_setup(
@@ -22,16 +24,8 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         },
     )?;
 
-    writeln!(f, "\ntimeline")?;
-    for e in &r.events {
-        writeln!(
-            f,
-            "  {:>9.3}s  {:<8} {}",
-            e.at.as_secs_f64(),
-            e.kind,
-            e.text
-        )?;
-    }
+    writeln!(f)?;
+    render_timeline(f, &r.events)?;
 
     writeln!(f, "\nclients per second (by arrival)")?;
     let mut line = String::new();
@@ -121,18 +115,49 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         )?;
     }
 
-    writeln!(f, "\nverdicts")?;
-    for v in &r.verdicts {
-        let mark = if v.pass { "PASS" } else { "FAIL" };
-        writeln!(f, "  {mark}  {} = {}: {}", v.bound, v.limit, v.measured)?;
+    writeln!(f)?;
+    render_verdicts(f, &r.verdicts, r.passed)
+}
+
+/// The timeline section: one line per event, offsets from the start of traffic.
+pub(crate) fn render_timeline(f: &mut impl Write, events: &[Event]) -> fmt::Result {
+    writeln!(f, "timeline")?;
+    for e in events {
+        writeln!(
+            f,
+            "  {:>9.3}s  {:<8} {}",
+            e.at.as_secs_f64(),
+            e.kind,
+            e.text
+        )?;
     }
-    let met = r.verdicts.iter().filter(|v| v.pass).count();
-    let result = if r.passed { "PASS" } else { "FAIL" };
+    Ok(())
+}
+
+/// The verdicts section, as drills and soaks both report it: one line per bound, then the
+/// result (no newline after it).
+pub(crate) fn render_verdicts(
+    f: &mut impl Write,
+    verdicts: &[Verdict],
+    passed: bool,
+) -> fmt::Result {
+    writeln!(f, "verdicts")?;
+    for v in verdicts {
+        writeln!(f, "  {}", verdict_line(v))?;
+    }
+    let met = verdicts.iter().filter(|v| v.pass).count();
+    let result = if passed { "PASS" } else { "FAIL" };
     write!(
         f,
         "result    {result} ({met} of {} bounds met)",
-        r.verdicts.len()
+        verdicts.len()
     )
+}
+
+/// `FAIL  ejected_within = 1s: b not ejected`.
+pub(crate) fn verdict_line(v: &Verdict) -> String {
+    let mark = if v.pass { "PASS" } else { "FAIL" };
+    format!("{mark}  {} = {}: {}", v.bound, v.limit, v.measured)
 }
 
 /// What a drill or a soak ran, against what, with which traffic: the first lines of both

@@ -24,7 +24,7 @@ mod plan;
 mod report;
 mod runner;
 mod schedule;
-mod text;
+pub(crate) mod text;
 
 pub use gauge::Gauge;
 pub use ledger::{OkFailed, Slowest, Tally};

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -15,7 +15,7 @@ use super::ledger::Tally;
 use super::plan::{FaultKind, Soak};
 use super::schedule::Fault;
 use crate::observe::{Breaker, History};
-use crate::report::{MemberInfo, TrafficInfo, ms};
+use crate::report::{MemberInfo, Started, TrafficInfo, ms, rfc3339};
 use crate::timeline::Injected;
 use crate::verdict::{Verdict, failure_ratio, fmt_ms};
 
@@ -25,6 +25,12 @@ pub struct SoakReport {
     pub soak: String,
     pub file: String,
     pub description: Option<String>,
+    /// When the soak started, by the wall clock (RFC 3339 in JSON).
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: SystemTime,
+    /// How long the soak took: from starting the injector to the verdicts.
+    #[serde(rename = "elapsed_ms", serialize_with = "ms")]
+    pub elapsed: Duration,
     pub seed: u64,
     pub injector: String,
     pub listen: SocketAddr,
@@ -107,6 +113,7 @@ pub struct Resources {
 
 /// What the runner knows about the run, besides the measurements.
 pub struct SoakSetup {
+    pub started: Started,
     pub seed: u64,
     pub injector: String,
     pub listen: SocketAddr,
@@ -158,6 +165,8 @@ pub fn build(soak: &Soak, setup: SoakSetup, ran: Ran<'_>) -> SoakReport {
         soak: s.name.clone(),
         file: s.file.clone(),
         description: s.description.clone(),
+        started_at: setup.started.at,
+        elapsed: Duration::ZERO,
         seed: setup.seed,
         injector: setup.injector,
         listen: setup.listen,
@@ -186,6 +195,7 @@ pub fn build(soak: &Soak, setup: SoakSetup, ran: Ran<'_>) -> SoakReport {
     };
     report.verdicts = verdicts(soak, &report, setup.tapped);
     report.passed = report.verdicts.iter().all(|v| v.pass);
+    report.elapsed = setup.started.instant.elapsed();
     report
 }
 

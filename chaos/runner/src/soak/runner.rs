@@ -25,6 +25,7 @@ use super::report::{self, Ran, Resources, Sample, SoakReport, SoakSetup};
 use super::schedule;
 use crate::access::{self, Subscription};
 use crate::injector::Injector;
+use crate::report::Started;
 use crate::rig::{self, Rig};
 use crate::scenario::Traffic;
 use crate::{DrillError, RunOptions, observe, timeline, traffic};
@@ -38,8 +39,9 @@ const DEFAULT_FD_SETTLE: u64 = 16;
 
 /// Runs `soak`; `Ok` holds the report whether or not its bounds were met.
 pub async fn run(soak: &Soak, options: &RunOptions) -> Result<SoakReport, DrillError> {
+    let start = Started::now();
     rig::with_rig(&soak.scenario, options, async |seed, injector, rig| {
-        phases(soak, options, seed, injector, rig).await
+        phases(soak, options, start, seed, injector, rig).await
     })
     .await
 }
@@ -47,6 +49,7 @@ pub async fn run(soak: &Soak, options: &RunOptions) -> Result<SoakReport, DrillE
 async fn phases(
     soak: &Soak,
     options: &RunOptions,
+    start: Started,
     seed: u64,
     injector: &Injector,
     rig: &mut Rig<'_>,
@@ -119,6 +122,7 @@ async fn phases(
     let injected = injected?;
 
     let setup = SoakSetup {
+        started: start,
         seed,
         injector: injector.describe(),
         listen: rig.listen,

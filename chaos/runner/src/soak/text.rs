@@ -4,7 +4,7 @@
 use std::fmt::{self, Write};
 
 use super::report::{SoakReport, mib};
-use crate::text::{Setup, render_bytes, render_clients, render_setup};
+use crate::text::{Setup, render_bytes, render_clients, render_setup, render_verdicts};
 use crate::verdict::fmt_ms;
 
 pub(super) fn render(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,21 +36,12 @@ pub(super) fn render(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result 
     clients(r, f)?;
     resources(r, f)?;
 
-    writeln!(f, "\nverdicts")?;
-    for v in &r.verdicts {
-        let mark = if v.pass { "PASS" } else { "FAIL" };
-        writeln!(f, "  {mark}  {} = {}: {}", v.bound, v.limit, v.measured)?;
-    }
-    let met = r.verdicts.iter().filter(|v| v.pass).count();
-    let result = if r.passed { "PASS" } else { "FAIL" };
-    write!(
-        f,
-        "result    {result} ({met} of {} bounds met)",
-        r.verdicts.len()
-    )
+    writeln!(f)?;
+    render_verdicts(f, &r.verdicts, r.passed)
 }
 
-fn faults(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// The drawn faults by kind and member, and each member's health flips.
+pub(crate) fn faults(r: &SoakReport, f: &mut impl Write) -> fmt::Result {
     let s = &r.schedule;
     let skipped = s.injected.iter().filter(|i| i.at.is_none()).count();
     let skipped = if skipped > 0 {
@@ -95,7 +86,8 @@ fn faults(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "health    {}", health.join("; "))
 }
 
-fn samples(r: &SoakReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// Counts, fds and RSS over time, from the start of traffic (a blank line first).
+pub(crate) fn samples(r: &SoakReport, f: &mut impl Write) -> fmt::Result {
     writeln!(
         f,
         "\nsamples (from the start of traffic; fds net of pooled splice pipes)"
