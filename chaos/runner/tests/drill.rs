@@ -311,3 +311,210 @@ fn cli_exit_codes_are_64_for_a_bad_scenario_and_1_for_a_missed_bound() {
     assert_eq!(report["seed"], 5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The elements of `node`, without the text between them.
+fn elements<'a, 'i>(node: roxmltree::Node<'a, 'i>) -> Vec<roxmltree::Node<'a, 'i>> {
+    node.children().filter(|n| n.is_element()).collect()
+}
+
+#[test]
+fn cli_junit_has_a_failure_on_the_missed_bound_alone() {
+    let dir = temp_dir("junit");
+    // b is killed and restarted; no client can be served within 1ns of the restart (nor can
+    // one never served again pass), while the other two bounds hold with room to spare.
+    let scenario = dir.join("junit.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+        name = "junit-missed"
+        [sluice.routes.app]
+        pool = "app"
+        [sluice.pools.app]
+        balance = "round_robin"
+        [sluice.pools.app.health]
+        interval = "100ms"
+        fall = 1
+        expect = "SLDRHELO"
+        [[members]]
+        name = "a"
+        [[members]]
+        name = "b"
+        [[members]]
+        name = "c"
+        [traffic]
+        clients = 8
+        rate = 100
+        payload = 1024
+        duration = "1500ms"
+        [[timeline]]
+        at = "300ms"
+        action = "kill"
+        member = "b"
+        [[timeline]]
+        at = "900ms"
+        action = "restart"
+        member = "b"
+        [bounds]
+        returns_within = "1ns"
+        max_client_failure_ratio = 0.5
+        all_bytes_intact = true
+        "#,
+    )
+    .unwrap();
+    let (junit, json) = (dir.join("report.xml"), dir.join("report.json"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-chaos"))
+        .args(["drill", "--seed", "5", "--junit"])
+        .arg(&junit)
+        .arg("--json")
+        .arg(&json)
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("result    FAIL (2 of 3 bounds met)"),
+        "{stdout}"
+    );
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    let root = doc.root_element();
+    assert!(root.has_tag_name("testsuites"), "{xml}");
+    let suites = elements(root);
+    assert_eq!(suites.len(), 1, "{xml}");
+    let suite = suites[0];
+    assert!(suite.has_tag_name("testsuite"));
+    assert_eq!(suite.attribute("name"), Some("drill junit-missed"));
+    assert_eq!(suite.attribute("tests"), Some("3"), "{xml}");
+    assert_eq!(suite.attribute("failures"), Some("1"), "{xml}");
+    assert_eq!(suite.attribute("errors"), Some("0"), "{xml}");
+    let seed = elements(suite)
+        .into_iter()
+        .filter(|n| n.has_tag_name("properties"))
+        .flat_map(elements)
+        .find(|p| p.attribute("name") == Some("seed"));
+    assert_eq!(seed.and_then(|p| p.attribute("value")), Some("5"), "{xml}");
+
+    let cases: Vec<_> = elements(suite)
+        .into_iter()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let names: Vec<_> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(
+        names,
+        [
+            "returns_within",
+            "max_client_failure_ratio",
+            "all_bytes_intact"
+        ],
+        "{xml}"
+    );
+    for case in &cases {
+        assert_eq!(
+            case.attribute("classname"),
+            Some("sluice.drill.junit-missed")
+        );
+        let inner = elements(*case);
+        if case.attribute("name") == Some("returns_within") {
+            assert_eq!(inner.len(), 1, "{xml}");
+            assert!(inner[0].has_tag_name("failure"), "{xml}");
+            let message = inner[0].attribute("message").unwrap_or_default();
+            assert!(
+                message.starts_with("measured b ")
+                    && message.ends_with(", bound returns_within = 1ns"),
+                "{message}"
+            );
+        } else {
+            assert!(inner.is_empty(), "a met bound passes:\n{xml}");
+        }
+    }
+    let system_out = elements(suite)
+        .into_iter()
+        .find(|n| n.has_tag_name("system-out"))
+        .and_then(|n| n.text())
+        .unwrap_or_default();
+    let timeline: Vec<&str> = system_out.lines().take_while(|l| !l.is_empty()).collect();
+    assert_eq!(timeline.first(), Some(&"timeline"), "{system_out}");
+    assert!(
+        timeline.iter().any(|l| l.ends_with("fault    kill b")),
+        "{system_out}"
+    );
+    assert!(
+        timeline.iter().any(|l| l.ends_with("restore  restart b")),
+        "{system_out}"
+    );
+
+    // --json alongside --junit: the same run.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["verdicts"][0]["bound"], "returns_within");
+    assert_eq!(report["verdicts"][0]["pass"], false);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cli_junit_is_written_only_by_a_finished_run_and_an_unwritable_one_is_named_once() {
+    let dir = temp_dir("junit-files");
+    let junit = dir.join("report.xml");
+    let run = |scenario: &Path, junit: &Path, toxiproxy: Option<String>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-chaos"));
+        cmd.arg("drill").arg(scenario).arg("--junit").arg(junit);
+        if let Some(url) = toxiproxy {
+            cmd.env("TOXIPROXY_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        )
+    };
+
+    // A bad scenario: exit 64, no file.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[traffic]\nrate = \"fast\"\n").unwrap();
+    let (code, _, stderr) = run(&bad, &junit, None);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(!junit.exists(), "a bad scenario writes no JUnit file");
+
+    // A drill that cannot run (no injector where TOXIPROXY_URL points): exit 1, no file.
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+         [traffic]\nrate = 50\nduration = \"300ms\"\n[bounds]\nmax_client_failure_ratio = 1.0\n",
+    )
+    .unwrap();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (code, _, stderr) = run(&good, &junit, Some(format!("http://{closed}")));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("fault injector"), "{stderr}");
+    assert!(
+        !junit.exists(),
+        "a drill that could not run writes no JUnit file"
+    );
+
+    // A drill that passes, but its JUnit file cannot be written: exit 1, the file named once.
+    let unwritable = dir.join("no-such-dir").join("report.xml");
+    let (code, stdout, stderr) = run(&good, &unwritable, None);
+    assert!(stdout.contains("result    PASS"), "{stdout}\n{stderr}");
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let named = format!("writing the JUnit report to {}", unwritable.display());
+    assert_eq!(stderr.matches(&named).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches(&*unwritable.display().to_string()).count(),
+        1,
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
