@@ -16,7 +16,8 @@ ci:
 check-configs:
     for f in config/*.toml; do cargo run -q -- check --config "$f"; done
 
-# Every chaos drill in chaos/scenarios (release build); JSON reports go to target/chaos/.
+# Every chaos drill in chaos/scenarios (release build); JSON and JUnit reports go to
+# target/chaos/ (NAME.json, NAME.xml).
 # Exits non-zero if any drill misses a bound. TOXIPROXY_URL=http://127.0.0.1:8474 uses a real
 # Toxiproxy instead of the embedded sluice-toxiproxy.
 chaos:
@@ -28,7 +29,8 @@ chaos:
     failed=()
     for scenario in chaos/scenarios/*.toml; do
         name="$(basename "$scenario" .toml)"
-        "$target/release/sluice" drill "$scenario" --json "$target/chaos/$name.json" || failed+=("$name")
+        "$target/release/sluice" drill "$scenario" --json "$target/chaos/$name.json" \
+            --junit "$target/chaos/$name.xml" || failed+=("$name")
         echo
     done
     if [ ${#failed[@]} -gt 0 ]; then
@@ -43,9 +45,9 @@ bench *ARGS:
     @SLUICEBENCH_INVOCATION="just bench" bench/run "$@"
 
 # The five-minute soak (release build): 100,000 connections with faults drawn from the seed;
-# the JSON report goes to target/chaos/soak.json. Extra arguments go to `sluice soak`
-# (`just soak --seed 7` replays a run's fault schedule). CI runs the 17-second variant
-# (chaos/soak/soak-ci.toml) in chaos/runner/tests/soak.rs.
+# the reports go to target/chaos/soak.json and soak.xml (JUnit). Extra arguments go to
+# `sluice soak` (`just soak --seed 7` replays a run's fault schedule). CI runs the 17-second
+# variant (chaos/soak/soak-ci.toml) in chaos/runner/tests/soak.rs.
 soak *ARGS:
     #!/usr/bin/env bash
     set -uo pipefail
@@ -54,4 +56,5 @@ soak *ARGS:
     mkdir -p "$target/chaos"
     # Every connection is four sockets in this one process; at most 1024 are open at once.
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    "$target/release/sluice" soak chaos/soak/soak.toml --json "$target/chaos/soak.json" {{ARGS}}
+    "$target/release/sluice" soak chaos/soak/soak.toml --json "$target/chaos/soak.json" \
+        --junit "$target/chaos/soak.xml" {{ARGS}}
