@@ -181,7 +181,7 @@ async fn held_to_the_budget(fault: Fault) {
     let config = sluice::config::from_str(&text, None).unwrap();
     let health = config.pools[0].health.clone().unwrap();
     let explained = budget::explain(&config).remove(0);
-    let (detect, returns) = (explained.detect.unwrap(), explained.returns.unwrap());
+    let (detect, returns) = (explained.detect.unwrap(), explained.returns);
     let sluice = Sluice::start_config(config, Vec::new()).await;
     let members = sluice.pool("db").members().to_vec();
 

@@ -2,8 +2,8 @@
 //! member to be detected and ejected, for traffic to reach the next tier, and for the member to
 //! return, each with the arithmetic that gives it.
 //!
-//! Pure: no I/O and no clock. `sluice check --explain` prints it; drills hold reality to it
-//! (see [`PoolBudget`] for which number is which drill bound).
+//! Pure: no I/O and no clock. `sluice check --explain` prints it, and drills can hold reality
+//! to it (see [`PoolBudget`] for which number is which drill bound).
 //!
 //! Every number is an upper bound on what sluice's own schedule can take. The health part is
 //! not restated here but read from the checker's code: [`HealthState::next_delay`] at its
@@ -82,9 +82,10 @@ pub struct ClientWait {
 /// | `backup_serves_within` | [`backup_serves_within`](Self::backup_serves_within) | [`failover`](Self::failover) |
 /// | `returns_within` | [`returns_within`](Self::returns_within) | [`returns`](Self::returns)`.worst()` |
 ///
-/// Each is `None` where sluice promises no time (health checks off, or one tier for
-/// `backup_serves_within`). The drills measure from the fault or restore to the first client
-/// served, so they add one connect on a live member to these numbers.
+/// `ejected_within` and `backup_serves_within` are `None` where sluice promises no time (health
+/// checks off; one tier for the latter). A drill sees `ejected_within` as the state change
+/// itself, but measures `backup_serves_within` and `returns_within` to the first client served,
+/// which adds that client's own connect and exchange to these numbers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolBudget {
     pub pool: String,
@@ -99,11 +100,12 @@ pub struct PoolBudget {
     /// One per route using the pool.
     pub clients: Vec<ClientWait>,
     pub failover: Failover,
-    /// From the member answering again until it is eligible for new connections again.
-    /// `None`: no time bound.
-    pub returns: Option<ByFault>,
+    /// From the member answering again until it is eligible for new connections again: rise
+    /// probes with health checks; without, the breaker's longest open period (zero with no
+    /// breaker either: nothing took the member out).
+    pub returns: ByFault,
     /// `returns` plus the `slow_start` ramp: when the member takes its full share again.
-    /// `None` without slow start or without a `returns` bound.
+    /// `None` without slow start.
     pub full_weight: Option<Duration>,
     /// The arithmetic, one line per number, in print order.
     pub lines: Vec<Line>,
@@ -128,9 +130,10 @@ impl PoolBudget {
 
     /// Bound for `returns_within`: a member that answers again is eligible for new connections
     /// within this (with slow start at 10% of its weight at first; see
-    /// [`full_weight`](Self::full_weight)).
+    /// [`full_weight`](Self::full_weight)). `Some` for every config: an `Option` like the
+    /// other two so a drill reads all three alike.
     pub fn returns_within(&self) -> Option<Duration> {
-        self.returns.map(|r| r.worst())
+        Some(self.returns.worst())
     }
 }
 
@@ -171,7 +174,7 @@ fn pool_budget(pool: &PoolConfig, routes: &[&RouteConfig]) -> PoolBudget {
     }
     let failover = failover(pool, detect, &mut lines);
     let returns = match &health {
-        Some(s) => Some(s.returns(&mut lines)),
+        Some(s) => s.returns(&mut lines),
         None => breaker_return(pool.breaker.as_ref(), &mut lines),
     };
     let full_weight = full_weight(pool.slow_start, returns, &mut lines);
@@ -204,7 +207,9 @@ struct ProbeSchedule<'a> {
 impl<'a> ProbeSchedule<'a> {
     fn of(config: &'a HealthConfig) -> Self {
         // The largest sample gives the longest delay (uniform in `d × (1 ± jitter)`); driving
-        // the real state machine rather than restating its rules keeps the two in step.
+        // the real state machine rather than restating its rules keeps the two in step. A
+        // failing, down or rising member all wait the same (state.rs), so the delay after one
+        // failure serves detect and return alike.
         const LONGEST: f64 = 1.0;
         let mut state = HealthState::new(true, config.rise, config.fall);
         state.observe(Ok(()));
@@ -459,17 +464,17 @@ fn failover(pool: &PoolConfig, detect: Option<ByFault>, lines: &mut Vec<Line>) -
 
 /// Without health checks, only a breaker keeps a member out: it admits a trial again at the
 /// end of its open period, at most `max_open_for` (the period doubles per failed trial).
-fn breaker_return(breaker: Option<&BreakerConfig>, lines: &mut Vec<Line>) -> Option<ByFault> {
+fn breaker_return(breaker: Option<&BreakerConfig>, lines: &mut Vec<Line>) -> ByFault {
     let Some(b) = breaker else {
         lines.push(Line::bound(
             "return",
             Duration::ZERO,
             "at once: with health checks and breaker off nothing took the member out",
         ));
-        return Some(ByFault {
+        return ByFault {
             refused: Duration::ZERO,
             blackhole: Duration::ZERO,
-        });
+        };
     };
     lines.push(Line::bound(
         "return",
@@ -481,19 +486,19 @@ fn breaker_return(breaker: Option<&BreakerConfig>, lines: &mut Vec<Line>) -> Opt
             b.half_open_trials,
         ),
     ));
-    Some(ByFault {
+    ByFault {
         refused: b.max_open_for,
         blackhole: b.max_open_for,
-    })
+    }
 }
 
 fn full_weight(
     slow_start: Option<Duration>,
-    returns: Option<ByFault>,
+    returns: ByFault,
     lines: &mut Vec<Line>,
 ) -> Option<Duration> {
     let ramp = slow_start?;
-    let back = returns?.worst();
+    let back = returns.worst();
     let full = back + ramp;
     lines.push(Line::bound(
         "full",

@@ -162,7 +162,7 @@ impl PoolBudget {
             "backup_serves_within_ms": self.backup_serves_within().map(ms),
             "returns_within_ms": self.returns_within().map(ms),
             "detect_ms": by_fault(self.detect),
-            "returns_ms": by_fault(self.returns),
+            "returns_ms": by_fault(Some(self.returns)),
             "full_weight_ms": self.full_weight.map(ms),
             "breaker_opens_after": self.breaker_opens_after,
             "failover": failover,

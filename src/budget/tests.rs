@@ -45,7 +45,7 @@ fn defaults() {
     assert_eq!(b.ejected_within(), Some(6366 * MS));
     assert_eq!(b.breaker_opens_after, Some(5));
     // return refused = 2 × (550ms + 21ms); blackhole = 1s + 1ms + that.
-    assert_eq!(b.returns, by_fault(1142 * MS, 2143 * MS));
+    assert_eq!(b.returns, by_fault(1142 * MS, 2143 * MS).unwrap());
     assert_eq!(b.returns_within(), Some(2143 * MS));
     assert_eq!(b.failover, Failover::SingleTier);
     assert_eq!(b.backup_serves_within(), None);
@@ -82,7 +82,7 @@ fn fast_checks_without_jitter() {
     // detect refused = 100ms + 1 × 50ms + 2 × 4.125ms; blackhole + 2 × 201ms.
     assert_eq!(b.detect, by_fault(158_250 * US, 560_250 * US));
     // return refused = 3 × (50ms + 4.125ms); blackhole + 201ms.
-    assert_eq!(b.returns, by_fault(162_375 * US, 363_375 * US));
+    assert_eq!(b.returns, by_fault(162_375 * US, 363_375 * US).unwrap());
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn blackhole_waits_every_probe_timeout_and_fall_one_probes_once() {
     // refused = 1s × 1.5 + 0 × fast + 1 × 21ms; blackhole + 1 × (3s + 1ms).
     assert_eq!(b.detect, by_fault(1521 * MS, 4522 * MS));
     // return refused = 1 × (500ms × 1.5 + 21ms); blackhole + 3s + 1ms.
-    assert_eq!(b.returns, by_fault(771 * MS, 3772 * MS));
+    assert_eq!(b.returns, by_fault(771 * MS, 3772 * MS).unwrap());
 }
 
 #[test]
