@@ -15,13 +15,24 @@
 //! Two faults are told apart because probes see them differently: a member that **refuses**
 //! (nothing listens: a RST) fails a probe at once, a **blackholed** one (SYNs dropped, or, for a
 //! send/expect check, no reply) makes each probe wait its whole `timeout`.
+//!
+//! - `schedule`: detect and return from the health config and the checker's state machine.
+//! - `clients`: what a route's clients pay meanwhile, from `connect_timeout` and `retry`.
+//! - `render`: the printed block, durations as the config writes them, and the JSON.
+//! - here: the types, eject, failover to the next tier, the breaker's part, and notes.
+//!
+//! [`HealthState::next_delay`]: crate::health::HealthState::next_delay
 
+mod clients;
 mod render;
+mod schedule;
 
 use std::time::Duration;
 
-use crate::config::{BreakerConfig, Config, HealthConfig, PoolConfig, RetryConfig, RouteConfig};
-use crate::health::{HealthState, ProbeFailure, probe_grid_tick};
+use crate::config::{BreakerConfig, Config, PoolConfig, RouteConfig};
+
+use self::clients::client_wait;
+use self::schedule::ProbeSchedule;
 
 pub use render::{Bound, Line, format_duration};
 
@@ -192,122 +203,6 @@ fn pool_budget(pool: &PoolConfig, routes: &[&RouteConfig]) -> PoolBudget {
     }
 }
 
-/// The longest waits of a member's heartbeat, as the checker computes them.
-struct ProbeSchedule<'a> {
-    config: &'a HealthConfig,
-    /// Longest wait after a passed probe while the member is up and stable.
-    stable: Duration,
-    /// Longest wait while the member is failing (up with failures pending), down, or rising.
-    fast: Duration,
-    /// Added to each wait at most: the probe grid's rounding plus the timer's.
-    slack: Duration,
-    grid: Duration,
-}
-
-impl<'a> ProbeSchedule<'a> {
-    fn of(config: &'a HealthConfig) -> Self {
-        // The largest sample gives the longest delay (uniform in `d × (1 ± jitter)`); driving
-        // the real state machine rather than restating its rules keeps the two in step. A
-        // failing, down or rising member all wait the same (state.rs), so the delay after one
-        // failure serves detect and return alike.
-        const LONGEST: f64 = 1.0;
-        let mut state = HealthState::new(true, config.rise, config.fall);
-        state.observe(Ok(()));
-        let stable = state.next_delay(config, LONGEST);
-        state.observe(Err(ProbeFailure::Refused));
-        let fast = state.next_delay(config, LONGEST);
-        let grid = probe_grid_tick(config);
-        Self {
-            config,
-            stable,
-            fast,
-            slack: grid + TIMER_RESOLUTION,
-            grid,
-        }
-    }
-
-    fn slack_line(&self) -> Line {
-        Line::bound(
-            "slack",
-            self.slack,
-            format!(
-                "per wait = probe grid {} (a 16th of the shorter interval, at most 20ms) + timer {}",
-                format_duration(self.grid),
-                format_duration(TIMER_RESOLUTION)
-            ),
-        )
-    }
-
-    /// `interval 2s × 1.1`: a base interval and its largest jitter factor.
-    fn jittered(&self, name: &str, base: Duration) -> String {
-        let j = self.config.jitter;
-        if j == 0.0 {
-            format!("{name} {}", format_duration(base))
-        } else {
-            format!("{name} {} × {}", format_duration(base), 1.0 + j)
-        }
-    }
-
-    /// A member that dies right after a passed probe: the next probe comes after the stable
-    /// interval, and every later one after the fast interval, until `fall` have failed.
-    fn detect(&self, lines: &mut Vec<Line>) -> ByFault {
-        let fall = self.config.fall;
-        let refused = self.stable + self.fast * (fall - 1) + self.slack * fall;
-        let per_probe = self.config.timeout + TIMER_RESOLUTION;
-        let blackhole = refused + per_probe * fall;
-        lines.push(Line::bound(
-            "detect",
-            refused,
-            format!(
-                "refused   = {} + (fall {fall} − 1) × {} + fall {fall} × slack {}",
-                self.jittered("interval", self.config.interval),
-                self.jittered("fast_interval", self.config.fast_interval),
-                format_duration(self.slack),
-            ),
-        ));
-        lines.push(Line::bound(
-            "",
-            blackhole,
-            format!(
-                "blackhole = {} + fall {fall} × (timeout {} + timer {})",
-                format_duration(refused),
-                format_duration(self.config.timeout),
-                format_duration(TIMER_RESOLUTION),
-            ),
-        ));
-        ByFault { refused, blackhole }
-    }
-
-    /// A member that answers again right after a failed probe: `rise` passed probes, each
-    /// after the fast interval (down and rising both use it). Blackholed, the probe in flight
-    /// when it returns still waits out its timeout first.
-    fn returns(&self, lines: &mut Vec<Line>) -> ByFault {
-        let rise = self.config.rise;
-        let refused = (self.fast + self.slack) * rise;
-        let blackhole = self.config.timeout + TIMER_RESOLUTION + refused;
-        lines.push(Line::bound(
-            "return",
-            refused,
-            format!(
-                "refused   = rise {rise} × ({} + slack {})",
-                self.jittered("fast_interval", self.config.fast_interval),
-                format_duration(self.slack),
-            ),
-        ));
-        lines.push(Line::bound(
-            "",
-            blackhole,
-            format!(
-                "blackhole = timeout {} + timer {} + {}; coming up resets its breaker: picked at once",
-                format_duration(self.config.timeout),
-                format_duration(TIMER_RESOLUTION),
-                format_duration(refused),
-            ),
-        ));
-        ByFault { refused, blackhole }
-    }
-}
-
 fn eject_line(detect: Option<ByFault>, breaker: Option<&BreakerConfig>, lines: &mut Vec<Line>) {
     let by_clients = breaker.map(|b| {
         format!(
@@ -335,91 +230,6 @@ fn eject_line(detect: Option<ByFault>, breaker: Option<&BreakerConfig>, lines: &
             "never: health checks and breaker are off, so a dead member stays in rotation",
         ),
     });
-}
-
-/// What one route's clients pay for a dead member the pool still offers.
-fn client_wait(route: &RouteConfig, lines: &mut Vec<Line>) -> ClientWait {
-    let timeout = route.connect_timeout;
-    let retry = &route.retry;
-    let after = if retry.attempts > 1 {
-        "then redialled at once to an untried member"
-    } else {
-        "then it fails (attempts 1: no redial)"
-    };
-    lines.push(Line::bound(
-        "client",
-        timeout,
-        format!(
-            "route {}: per dead member picked = connect_timeout {} (blackhole; refused: a round trip), {after}",
-            route.name,
-            format_duration(timeout),
-        ),
-    ));
-    let no_live = ByFault {
-        refused: no_live_member(Duration::ZERO, retry),
-        blackhole: no_live_member(timeout, retry),
-    };
-    let backoffs = backoffs(retry);
-    let waits = if backoffs.is_empty() {
-        String::new()
-    } else {
-        let list: Vec<String> = backoffs.iter().map(|b| format_duration(*b)).collect();
-        let jitter = if retry.jitter { " × 2 jitter" } else { "" };
-        format!(" + backoffs ({}){jitter}", list.join(" + "))
-    };
-    let uncapped = timeout * retry.attempts + backoff_total(retry);
-    let cap = if uncapped > no_live.blackhole {
-        format!(
-            ", capped at budget {} + connect_timeout {}",
-            format_duration(retry.budget),
-            format_duration(timeout)
-        )
-    } else {
-        String::new()
-    };
-    lines.push(Line::bound(
-        "",
-        no_live.blackhole,
-        format!(
-            "route {}: no live member = attempts {} × connect_timeout {}{waits}{cap}, then fails (refused: {})",
-            route.name,
-            retry.attempts,
-            format_duration(timeout),
-            format_duration(no_live.refused),
-        ),
-    ));
-    ClientWait {
-        route: route.name.clone(),
-        per_dead_pick: timeout,
-        no_live_member: no_live,
-    }
-}
-
-/// The retry policy's waits when every attempt fails and no untried member is left, so it
-/// backs off before each attempt after the first (retry.rs: exponential from `min_backoff`,
-/// doubling up to `max_backoff`, as backon computes them), before jitter.
-fn backoffs(retry: &RetryConfig) -> Vec<Duration> {
-    let mut waits = Vec::new();
-    let mut current = retry.min_backoff;
-    for _ in 1..retry.attempts {
-        waits.push(current);
-        current = current.saturating_mul(2).min(retry.max_backoff);
-    }
-    waits
-}
-
-/// All backoffs, each at its largest: jitter adds up to 100% of a wait.
-fn backoff_total(retry: &RetryConfig) -> Duration {
-    let factor = if retry.jitter { 2 } else { 1 };
-    backoffs(retry).iter().sum::<Duration>() * factor
-}
-
-/// Every attempt takes `per_attempt` and fails. retry.rs starts no attempt once `budget` has
-/// passed and no backoff that would end past it, so the last attempt ends by `budget` plus
-/// one connect.
-fn no_live_member(per_attempt: Duration, retry: &RetryConfig) -> Duration {
-    let schedule = per_attempt * retry.attempts + backoff_total(retry);
-    schedule.min(retry.budget + per_attempt)
 }
 
 fn failover(pool: &PoolConfig, detect: Option<ByFault>, lines: &mut Vec<Line>) -> Failover {

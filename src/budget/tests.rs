@@ -174,8 +174,9 @@ fn retry_budget_caps_a_client_with_no_live_member() {
         }
     );
     assert!(
-        b.to_string()
-            .contains("capped at budget 2s + connect_timeout 1s"),
+        b.to_string().contains(
+            "no live member = attempts 10 × connect_timeout 1s + backoffs (100ms + 200ms + … + 1s: 9 waits, 6.5s), capped at budget 2s + connect_timeout 1s"
+        ),
         "{b}"
     );
 }
