@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::Sluice;
 use sluice::budget::{self, ByFault};
-use sluice_testkit::{eventually, settle, within};
+use sluice_testkit::{eventually, settle};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -55,7 +55,7 @@ enum State {
     Refusing,
     Blackholed {
         listener: TcpListener,
-        _filler: TcpStream,
+        filler: JoinHandle<io::Result<TcpStream>>,
     },
 }
 
@@ -94,27 +94,23 @@ impl Member {
         drop(self.stop_serving().await);
     }
 
-    /// Fills the accept queue with one connection nobody accepts. Connect-only probes never
-    /// complete their handshake (probe.rs), so none of them is in the queue first.
+    /// Fills the accept queue with one connection nobody accepts. Not awaited: if something
+    /// filled the queue first (a probe whose handshake completed), the filler's SYN is dropped
+    /// like every other, and the member is just as blackholed.
     async fn blackhole(&mut self) {
         let listener = self.stop_serving().await;
-        let filler = within(
-            DEADLINE,
-            "the filler connection",
-            TcpStream::connect(self.addr),
-        )
-        .await
-        .unwrap();
-        self.state = State::Blackholed {
-            listener,
-            _filler: filler,
-        };
+        let filler = tokio::spawn(TcpStream::connect(self.addr));
+        self.state = State::Blackholed { listener, filler };
     }
 
     /// Serves again on the same address: the held listener, or a new one on the same port.
     async fn restore(&mut self) {
         let listener = match std::mem::replace(&mut self.state, State::Refusing) {
-            State::Blackholed { listener, .. } => listener,
+            State::Blackholed { listener, filler } => {
+                // Still connecting only if its SYN was dropped; the accept loop takes it if not.
+                filler.abort();
+                listener
+            }
             State::Refusing => {
                 let addr = self.addr;
                 settle(DEADLINE, async || listen(addr), Result::is_ok)
