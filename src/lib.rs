@@ -10,6 +10,8 @@
 //! - [`relay`]: copies both directions with half-close and idle timeout.
 //! - [`server`]: builds everything from a [`config::Config`] and runs it until shutdown.
 //! - [`telemetry`]: metric names, the Prometheus recorder, the access log.
+//! - [`budget`]: worst-case failover times per pool from a validated config, with their
+//!   arithmetic (`sluice check --explain`; drill bounds).
 //! - [`admin`]: the admin HTTP API (status, drain/enable, reload, `/metrics`) when `[admin]`
 //!   is set.
 //!
@@ -18,6 +20,7 @@
 //! this one; `sluice drill` and `sluice soak` hand off to its executable.
 
 pub mod admin;
+pub mod budget;
 pub mod config;
 pub mod connect;
 pub mod health;

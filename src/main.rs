@@ -4,13 +4,14 @@
 //! arguments; 1 for a runtime failure such as a port already in use.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use sluice::budget;
 use sluice::config::{self, Config};
 use sluice::server::{Reloader, Workers};
 use sluice::telemetry::access_log::{self, ReopenableFile};
@@ -58,6 +59,13 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also print each pool's worst-case failover budget (detect, eject, failover, return)
+        /// with its arithmetic.
+        #[arg(long)]
+        explain: bool,
+        /// Print the summary and every pool's budget as one JSON document (implies --explain).
+        #[arg(long)]
+        json: bool,
     },
     /// Forward one listen address to upstreams without a config file.
     Forward {
@@ -89,7 +97,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
-        Command::Check { config } => return check(config),
+        Command::Check {
+            config,
+            explain,
+            json,
+        } => return check(config, *explain || *json, *json),
         Command::Drill { args } => return hand_off(cli.log_format, "drill", args),
         Command::Soak { args } => return hand_off(cli.log_format, "soak", args),
         Command::Run { config, .. } => load(config.as_deref()),
@@ -138,17 +150,46 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    match config::from_file(path) {
-        Ok(config) => {
-            println!("{}: ok: {}", config.source_name(), config.summary());
-            ExitCode::SUCCESS
-        }
+/// `sluice check`: the summary line, then with `explain` each pool's failover budget (see
+/// `sluice::budget`), or all of it as one JSON document with `json`. Exit 0, or 64 with every
+/// problem of a bad file.
+fn check(path: &Path, explain: bool, json: bool) -> ExitCode {
+    let config = match config::from_file(path) {
+        Ok(config) => config,
         Err(errors) => {
             println!("{errors}");
-            ExitCode::from(EX_USAGE)
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let mut out = String::new();
+    if json {
+        let pools: Vec<_> = budget::explain(&config)
+            .iter()
+            .map(|b| b.to_json())
+            .collect();
+        let doc = serde_json::json!({
+            "source": config.source_name(),
+            "ok": true,
+            "summary": config.summary(),
+            "pools": pools,
+        });
+        out = format!("{doc:#}\n");
+    } else {
+        out.push_str(&format!(
+            "{}: ok: {}\n",
+            config.source_name(),
+            config.summary()
+        ));
+        if explain {
+            for pool in budget::explain(&config) {
+                out.push_str(&format!("\n{pool}"));
+            }
         }
     }
+    // A reader that stops early (`| head`) is not an error of the config: the exit code
+    // stays the verdict on the file.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    ExitCode::SUCCESS
 }
 
 /// The executable `sluice drill` and `sluice soak` run: the chaos tooling is a crate of its

@@ -112,3 +112,75 @@ fn forward_mode_builds_the_same_runtime_config_as_a_file() {
         "{err}"
     );
 }
+
+/// `sluice check --explain` on the shipped example prints the summary, then the pool's budget;
+/// the README shows that output verbatim, so the two cannot drift apart. A bad file still
+/// exits 64 with its problems, and `--json` carries the same numbers.
+#[test]
+fn check_explain_prints_the_budget_the_readme_shows() {
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("config/sluice.toml");
+
+    let out = Command::new(sluice)
+        .args(["check", "--explain", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "sluice.toml: ok: routes=1 pools=1 members=3");
+    assert_eq!(lines[2], "pool web (routes: web)");
+    for expected in [
+        "  detect    <= 3.363s  refused   = interval 2s × 1.1 + (fall 3 − 1) × fast_interval 500ms × 1.1 + fall 3 × slack 21ms",
+        "            <= 6.366s  blackhole = 3.363s + fall 3 × (timeout 1s + timer 1ms)",
+        "  failover  <= 6.366s  = detect (blackhole) once 2 of 2 primaries are down (min_healthy 1): the tier is chosen per connection, no timer",
+        "  return    <= 1.142s  refused   = rise 2 × (fast_interval 500ms × 1.1 + slack 21ms)",
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let shown = readme
+        .split_once("For `config/sluice.toml`:\n\n```text\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block)
+        .expect("README has the failover budget example");
+    assert_eq!(shown, stdout, "README's failover budget example is stale");
+
+    let json = Command::new(sluice)
+        .args(["check", "--json", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let pool = &doc["pools"][0];
+    assert_eq!(
+        (
+            &pool["pool"],
+            &pool["ejected_within_ms"],
+            &pool["backup_serves_within_ms"],
+            &pool["returns_within_ms"]
+        ),
+        (
+            &serde_json::json!("web"),
+            &serde_json::json!(6366.0),
+            &serde_json::json!(6366.0),
+            &serde_json::json!(2143.0)
+        )
+    );
+
+    let bad = root.join("tests/fixtures/bad/weight-range.toml");
+    let out = Command::new(sluice)
+        .args(["check", "--explain", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let expected = std::fs::read_to_string(bad.with_extension("expected")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}

@@ -68,7 +68,8 @@ impl ProbeGrid {
     }
 }
 
-fn tick_for(config: &HealthConfig) -> Duration {
+/// The grid's tick for `config`: a probe start moves later by less than this.
+pub(crate) fn tick_for(config: &HealthConfig) -> Duration {
     let shortest = config.interval.min(config.fast_interval);
     (shortest / TICKS_PER_INTERVAL).min(MAX_TICK)
 }

@@ -25,6 +25,13 @@ use crate::upstream::Member;
 pub use probe::{ProbeFailure, ProbePhase, probe};
 pub use state::{HealthState, Transition};
 
+/// How much later than its delay a probe may start for `config`: the checker rounds each start
+/// up to a grid shared by every checker (a 16th of the shorter interval, at most 20 ms), so one
+/// wake-up starts many probes. Zero when the intervals are under 16 ns.
+pub fn probe_grid_tick(config: &HealthConfig) -> std::time::Duration {
+    grid::tick_for(config)
+}
+
 /// Starts the heartbeat task of one member. It probes until `shutdown` is cancelled, flipping
 /// `member`'s health after `rise` successes or `fall` failures. `seed` drives its jitter.
 ///

@@ -313,3 +313,64 @@ impl Recorder for TestRecorder {
         Histogram::from_arc(Arc::clone(samples.entry(render(key)).or_default()))
     }
 }
+
+/// `sluice check --explain` (crate::budget) states this schedule's worst case: a member that
+/// dies right after a passed probe goes down exactly the budget's slack (probe grid and timer
+/// rounding, both absent here) before the explained bound, whether it refuses or is blackholed.
+#[tokio::test(start_paused = true)]
+async fn worst_case_detect_is_the_explained_bound_less_its_slack() {
+    let file = crate::config::from_str(
+        r#"
+        [routes.db]
+        listen = "127.0.0.1:0"
+        pool = "db"
+        [pools.db]
+        members = [{ addr = "10.0.0.1:5432" }]
+        [pools.db.health]
+        interval = "2s"
+        fast_interval = "500ms"
+        jitter = "0%"
+        rise = 2
+        fall = 3
+        "#,
+        None,
+    )
+    .unwrap();
+    let health = file.pools[0].health.clone().unwrap();
+    assert_eq!(
+        health,
+        config(2, 3),
+        "the harness runs the explained config"
+    );
+    let detect = crate::budget::explain(&file)[0].detect.unwrap();
+    let timer = crate::budget::TIMER_RESOLUTION;
+    let slack = (crate::health::probe_grid_tick(&health) + timer) * health.fall;
+
+    // Refused: passed at 0, dead at once; three failures at fast_interval after interval.
+    let refused = Harness::start(
+        true,
+        config(2, 3),
+        &[true, false, false, false],
+        Duration::ZERO,
+    );
+    let down_at = detect.refused - slack;
+    assert_eq!(down_at, MS * 3000);
+    refused.at(2999).await;
+    assert!(refused.member.is_up());
+    refused.at(3001).await;
+    assert!(!refused.member.is_up());
+    refused.stop().await;
+
+    // Blackholed: every probe takes the whole timeout; dead right after the passed one ends.
+    let timeout = health.timeout;
+    let blackhole = Harness::start(true, config(2, 3), &[true, false, false, false], timeout);
+    let dead_at = timeout;
+    let down_after = detect.blackhole - slack - timer * health.fall;
+    assert_eq!(down_after, MS * 6000);
+    let down_at = (dead_at + down_after).as_millis() as u64;
+    blackhole.at(down_at - 1).await;
+    assert!(blackhole.member.is_up());
+    blackhole.at(down_at + 1).await;
+    assert!(!blackhole.member.is_up());
+    blackhole.stop().await;
+}
