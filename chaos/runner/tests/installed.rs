@@ -125,6 +125,9 @@ fn sluice_chaos_options_reach_it_through_sluice() {
     let out = run_installed(&dir, &["drill", "--help"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("--json <JSON>"), "{stdout}");
+    assert!(
+        stdout.contains("--json <FILE>") && stdout.contains("--junit <FILE>"),
+        "{stdout}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
