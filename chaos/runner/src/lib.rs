@@ -13,7 +13,9 @@
 //! scenario                   validated types; the sluice config with the members filled in
 //! faults                     which member is faulted when (pure, over timeline steps)
 //! wire                       the banner / echo / sink protocol and payload checksums
-//! members                    the member servers (in-process; kill, restart)
+//! members                    the built-in member servers (in-process; kill, restart)
+//! upstream                   what stands behind a proxy: built-in, the user's addr, a started command
+//! workload                   the user's traffic command, one run per client
 //! toxiproxy, injector        the API client; finding, starting and stopping the injector
 //! traffic                    the client load, every byte checked
 //! observe, access            member state sampled every 10ms; the access-log tap (redials)
@@ -45,9 +47,11 @@ mod text;
 pub mod timeline;
 pub mod toxiproxy;
 pub mod traffic;
+pub mod upstream;
 mod validate;
 pub mod verdict;
 pub mod wire;
+pub mod workload;
 
 pub use error::DrillError;
 pub use injector::InjectorChoice;

@@ -49,6 +49,8 @@ pub struct Report {
 pub struct MemberInfo {
     pub name: String,
     pub server: ServerKind,
+    /// `echo`, `addr 127.0.0.1:6379` or `start "redis-server --port {port}"`.
+    pub source: String,
     pub tier: u8,
     pub weight: u32,
     pub server_addr: SocketAddr,
@@ -59,6 +61,16 @@ pub struct MemberInfo {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TrafficInfo {
+    /// `[traffic] command` as written (placeholders unsubstituted); `None`: built-in clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// How often a command run starts; `None` with a command: it ran once.
+    #[serde(
+        rename = "every_ms",
+        serialize_with = "opt_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub every: Option<Duration>,
     pub clients: usize,
     pub rate: f64,
     pub payload_min: u64,
@@ -74,6 +86,8 @@ impl TrafficInfo {
     /// overridden).
     pub fn new(traffic: &super::scenario::Traffic, duration: Duration) -> Self {
         Self {
+            command: traffic.command.as_ref().map(|c| c.command.clone()),
+            every: traffic.command.as_ref().and_then(|c| c.every),
             clients: traffic.clients,
             rate: traffic.rate,
             payload_min: traffic.payload_min,

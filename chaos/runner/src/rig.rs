@@ -16,10 +16,10 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::injector::Injector;
-use super::members::MemberServer;
 use super::report::MemberInfo;
 use super::scenario::Scenario;
 use super::timeline::Targets;
+use super::upstream::Upstream;
 use super::{DrillError, RunOptions};
 use sluice::upstream::Pool;
 use sluice::{RunSummary, Server, Shutdown};
@@ -53,7 +53,7 @@ pub(super) async fn with_rig<T>(
 pub(super) struct Rig<'a> {
     scenario: &'a Scenario,
     injector: &'a Injector,
-    pub servers: Vec<MemberServer>,
+    pub servers: Vec<Upstream>,
     /// Proxy name per member.
     pub proxies: Vec<String>,
     /// What sluice dials, per member.
@@ -75,7 +75,7 @@ impl<'a> Rig<'a> {
     ) -> Result<Self, DrillError> {
         let mut servers = Vec::new();
         for (i, m) in scenario.members.iter().enumerate() {
-            match MemberServer::start(i as u32, m.server).await {
+            match Upstream::start(i as u32, m).await {
                 Ok(server) => servers.push(server),
                 Err(source) => {
                     kill_all(&servers).await;
@@ -139,6 +139,7 @@ impl<'a> Rig<'a> {
             .map(|(i, m)| MemberInfo {
                 name: m.name.clone(),
                 server: m.server,
+                source: m.source.describe(m.server),
                 tier: m.tier,
                 weight: m.weight,
                 server_addr: self.servers[i].addr(),
@@ -183,7 +184,7 @@ async fn bind(
     scenario: &Scenario,
     seed: u64,
     injector: &Injector,
-    servers: &[MemberServer],
+    servers: &[Upstream],
     proxies: &[String],
     shutdown: &Shutdown,
 ) -> Result<Bound, DrillError> {
@@ -236,7 +237,7 @@ async fn delete_proxies(injector: &Injector, proxies: &[String]) {
     }
 }
 
-async fn kill_all(servers: &[MemberServer]) {
+async fn kill_all(servers: &[Upstream]) {
     for s in servers {
         s.kill().await;
     }

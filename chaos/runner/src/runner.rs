@@ -18,7 +18,7 @@ use super::measure::Inputs;
 use super::report::{self, Report, Setup, Started};
 use super::rig::{self, Rig};
 use super::scenario::Scenario;
-use super::{DrillError, access, observe, timeline, traffic};
+use super::{DrillError, access, observe, timeline, traffic, workload};
 
 /// Knobs for one run.
 #[derive(Clone, Debug, Default)]
@@ -68,7 +68,12 @@ async fn drill(
         stop_sampling.clone(),
     ));
     let (clients, injected) = tokio::join!(
-        traffic::run(rig.listen, &load, seed, t0, Some(rig.idle())),
+        async {
+            match &load.command {
+                Some(command) => workload::run(rig.listen, command, &load, t0).await,
+                None => traffic::run(rig.listen, &load, seed, t0, Some(rig.idle())).await,
+            }
+        },
         timeline::play(&scenario.timeline, t0, duration, rig.targets()),
     );
     stop_sampling.cancel();
@@ -76,6 +81,10 @@ async fn drill(
 
     rig.stop_sluice().await;
     let access = tap.take();
+    let mut clients = clients;
+    if load.command.is_some() {
+        workload::attribute(&mut clients, &access, t0, &rig.proxy_addrs);
+    }
     let injected = injected?;
 
     let setup = Setup {

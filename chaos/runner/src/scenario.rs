@@ -34,7 +34,9 @@ pub struct Scenario {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSpec {
     pub name: String,
+    /// What a built-in member serves (and what built-in traffic expects of it).
     pub server: ServerKind,
+    pub source: MemberSource,
     /// 0 = primary; sluice's `members[].tier`.
     pub tier: u8,
     /// sluice's `members[].weight`.
@@ -42,8 +44,45 @@ pub struct MemberSpec {
 }
 
 /// The client load.
+/// Where a member's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberSource {
+    /// A server of the runner's own (`server = "echo" | "sink"`).
+    Builtin,
+    /// The user's running upstream; faults go through its proxy only.
+    Addr(SocketAddr),
+    /// A command (`{port}` substituted) the runner starts, waits for and stops by PID.
+    Start(String),
+}
+
+impl MemberSource {
+    pub fn is_builtin(&self) -> bool {
+        *self == Self::Builtin
+    }
+
+    /// `echo`, `addr 127.0.0.1:6379`, `start "redis-server --port {port}"`.
+    pub fn describe(&self, server: ServerKind) -> String {
+        match self {
+            Self::Builtin => server.as_str().to_string(),
+            Self::Addr(addr) => format!("addr {addr}"),
+            Self::Start(command) => format!("start {command:?}"),
+        }
+    }
+}
+
+/// `[traffic] command`: the user's workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandTraffic {
+    /// Run through `sh -c` with `{host}`, `{port}` and `{listen}` substituted.
+    pub command: String,
+    /// Start a run this often until the traffic's duration; `None`: one run.
+    pub every: Option<Duration>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Traffic {
+    /// The user's command instead of the built-in clients.
+    pub command: Option<CommandTraffic>,
     /// Connections open at once, at most; 1 runs clients strictly one after another.
     pub clients: usize,
     /// New connections per second (the schedule; fewer when `clients` are all busy).

@@ -29,12 +29,15 @@ pub struct ScenarioFile {
     pub bounds: BoundsFile,
 }
 
-/// `[[members]]`: one upstream, served by the runner behind its own proxy.
+/// `[[members]]`: one upstream behind its own fault proxy: a built-in server (`server`), the
+/// user's running upstream (`addr`), or a command the drill starts (`start`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberFile {
     pub name: String,
     pub server: Option<ServerKind>,
+    pub addr: Option<String>,
+    pub start: Option<String>,
     pub tier: Option<i64>,
     pub weight: Option<i64>,
 }
@@ -43,6 +46,9 @@ pub struct MemberFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficFile {
+    /// The user's workload: a shell command, one run = one client.
+    pub command: Option<String>,
+    pub every: Option<HumanDuration>,
     pub clients: Option<i64>,
     pub rate: Option<f64>,
     pub payload: Option<i64>,

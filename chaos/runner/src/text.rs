@@ -7,6 +7,9 @@ use super::measure::{BytesCheck, ClientTotals};
 use super::report::{Event, MemberInfo, Report, TrafficInfo, human};
 use super::verdict::Verdict;
 
+/// Failed command runs listed in the text report; the JSON report has them all.
+const FAILED_RUNS_SHOWN: usize = 10;
+
 pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     render_setup(
         f,
@@ -60,7 +63,23 @@ pub(super) fn render(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         )?;
     }
     let b = &m.bytes;
-    render_bytes(f, b)?;
+    if r.traffic.command.is_none() {
+        render_bytes(f, b)?;
+    }
+    let failed_runs = r.clients.iter().filter(|c| c.detail.is_some());
+    for c in failed_runs.clone().take(FAILED_RUNS_SHOWN) {
+        writeln!(
+            f,
+            "failed    run {} at {}: {}",
+            c.id,
+            human(c.start),
+            c.detail.as_deref().unwrap_or_default()
+        )?;
+    }
+    let more = failed_runs.count().saturating_sub(FAILED_RUNS_SHOWN);
+    if more > 0 {
+        writeln!(f, "          ... and {more} more (every one is in --json)")?;
+    }
     for d in &b.disagreements {
         writeln!(
             f,
@@ -188,16 +207,21 @@ pub(crate) fn render_setup(f: &mut fmt::Formatter<'_>, s: &Setup<'_>) -> fmt::Re
         writeln!(
             f,
             "member    {:<8} {} tier {} weight {}: sluice → {} (proxy {}) → {}",
-            m.name,
-            m.server.as_str(),
-            m.tier,
-            m.weight,
-            m.proxy_addr,
-            m.proxy,
-            m.server_addr
+            m.name, m.source, m.tier, m.weight, m.proxy_addr, m.proxy, m.server_addr
         )?;
     }
     let t = s.traffic;
+    if let Some(command) = &t.command {
+        let pace = t
+            .every
+            .map_or_else(|| "once".to_string(), |e| format!("every {}", human(e)));
+        return writeln!(
+            f,
+            "traffic   `{command}` {pace}, {}, timeout {} (each run is one client)",
+            human(t.duration),
+            human(t.timeout)
+        );
+    }
     let payload = if t.payload_min == t.payload_max {
         format!("{} B", t.payload_min)
     } else {

@@ -12,16 +12,16 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::DrillError;
-use super::members::MemberServer;
 use super::scenario::{Action, MemberSpec, Step};
 use super::toxiproxy::Toxiproxy;
+use super::upstream::Upstream;
 
 /// What the timeline acts on.
 pub struct Targets<'a> {
     pub api: &'a Toxiproxy,
     /// Proxy name per member.
     pub proxies: &'a [String],
-    pub servers: &'a [MemberServer],
+    pub servers: &'a [Upstream],
     pub members: &'a [MemberSpec],
 }
 
@@ -83,10 +83,7 @@ async fn apply(action: &Action, t: &Targets<'_>) -> Result<(), String> {
             return Ok(());
         }
         Action::Restart { member } => {
-            let s = server(member)?;
-            return s
-                .restart()
-                .map_err(|e| format!("cannot listen on {} again: {e}", s.addr()));
+            return server(member)?.restart().await;
         }
     }
     .map_err(|e| e.to_string())

@@ -46,6 +46,8 @@ pub enum Outcome {
     /// The first bytes were not a drill banner.
     BadBanner,
     Io,
+    /// A `[traffic] command` run exited non-zero.
+    Failed,
 }
 
 impl Outcome {
@@ -63,6 +65,7 @@ impl Outcome {
             Self::Corrupt => "corrupt",
             Self::BadBanner => "bad_banner",
             Self::Io => "io",
+            Self::Failed => "failed",
         }
     }
 
@@ -97,6 +100,9 @@ pub struct ClientRecord {
     pub sent: u64,
     pub received: u64,
     pub outcome: Outcome,
+    /// Why a `[traffic] command` run failed: its exit status and the tail of its stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Runs the traffic from `t0` for `traffic.duration`; returns every client in arrival order.
@@ -214,6 +220,7 @@ async fn client(
         sent: 0,
         received: 0,
         outcome: Outcome::Io,
+        detail: None,
     };
     let payload = wire::payload(len as usize, wire::mix(seed).wrapping_add(id));
     r.outcome = match tokio::time::timeout(timeout, exchange(target, &payload, &mut r)).await {

@@ -30,6 +30,7 @@ fn members() -> Vec<MemberInfo> {
         .map(|(i, name)| MemberInfo {
             name: (*name).into(),
             server: ServerKind::Echo,
+            source: "echo".into(),
             tier: 0,
             weight: 1,
             server_addr: addr(41000 + i as u16),
@@ -41,6 +42,8 @@ fn members() -> Vec<MemberInfo> {
 
 fn traffic() -> TrafficInfo {
     TrafficInfo {
+        command: None,
+        every: None,
         clients: 16,
         rate: 100.0,
         payload_min: 16384,
@@ -66,6 +69,7 @@ fn drill_report(ejected_within: Duration) -> Report {
         .map(|name| MemberSpec {
             name: (*name).into(),
             server: ServerKind::Echo,
+            source: crate::scenario::MemberSource::Builtin,
             tier: 0,
             weight: 1,
         })

@@ -317,6 +317,7 @@ mod tests {
             sent: 100,
             received: 116,
             outcome,
+            detail: None,
         }
     }
 

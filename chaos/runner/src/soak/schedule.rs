@@ -306,6 +306,7 @@ mod tests {
             .map(|n| crate::scenario::MemberSpec {
                 name: n.to_string(),
                 server: wire::ServerKind::Echo,
+                source: crate::scenario::MemberSource::Builtin,
                 tier: 0,
                 weight: 1,
             })

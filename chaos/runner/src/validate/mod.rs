@@ -19,6 +19,7 @@ use super::schema::{MemberFile, TrafficFile};
 mod bounds;
 mod sluice;
 mod timeline;
+mod user;
 
 const MAX_PAYLOAD: i64 = 16 << 20;
 /// Each member is a server, a proxy and a health task; a drill needs a handful.
@@ -39,6 +40,7 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
     let timeline = v.timeline(&raw.timeline, &members, traffic.duration);
     let sluice = v.sluice(raw.sluice, raw.sluice_config.as_deref(), path);
     let bounds = v.bounds(&raw.bounds, &members, &timeline);
+    v.user_rules(&members, &raw.timeline, traffic.command.as_ref(), &bounds);
     // sluice reports its own problems too, unless broken members would only echo ours.
     if let Some(sluice) = &sluice
         && members_ok
@@ -128,9 +130,11 @@ impl Validator {
                     "must be between 1 and 256",
                 );
             }
+            let source = self.member_source(i, m);
             out.push(MemberSpec {
                 name: m.name.clone(),
                 server: m.server.unwrap_or_default(),
+                source,
                 tier: tier.clamp(0, 7) as u8,
                 weight: weight.clamp(1, 256) as u32,
             });
@@ -145,6 +149,7 @@ impl Validator {
         let Some(t) = raw else {
             self.error("traffic", None, "a [traffic] table is required");
             return Traffic {
+                command: None,
                 clients: 1,
                 rate: 1.0,
                 payload_min: 0,
@@ -153,6 +158,7 @@ impl Validator {
                 timeout: Duration::from_secs(1),
             };
         };
+        let command = self.command_traffic(t);
         let clients = t.clients.unwrap_or(8);
         if !(1..=1024).contains(&clients) {
             self.error(
@@ -202,6 +208,7 @@ impl Validator {
             );
         }
         Traffic {
+            command,
             clients: clients.clamp(1, 1024) as usize,
             rate: rate.clamp(0.001, 10_000.0),
             payload_min: payload.clamp(0, MAX_PAYLOAD) as u64,
