@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -165,4 +166,77 @@ impl Visit for AccessEvent {
             self.client = format!("{value:?}").parse().ok();
         }
     }
+}
+
+/// Follows the access log file of a running sluice (`[target] access_log`, JSON lines) from
+/// its current end until `stop`, keeping the lines for `members`. Each line is stamped when
+/// read, within [`FOLLOW_EVERY`] of its writing, as the in-process tap stamps it when logged.
+pub async fn follow(
+    path: std::path::PathBuf,
+    members: HashSet<String>,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<Vec<AccessEvent>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+    let mut file = tokio::fs::File::open(&path).await?;
+    file.seek(std::io::SeekFrom::End(0)).await?;
+    let mut events = Vec::new();
+    let mut pending = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        // One last read after `stop`, so lines written before it are all kept.
+        let last = stop.is_cancelled();
+        loop {
+            let n = file.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            pending.extend_from_slice(&chunk[..n]);
+        }
+        let seen = Instant::now();
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if let Some(event) = parse_json_line(&line, seen)
+                && event.member.as_ref().is_some_and(|m| members.contains(m))
+            {
+                events.push(event);
+            }
+        }
+        if last {
+            return Ok(events);
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+    }
+}
+
+/// How often [`follow`] reads the file.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(20);
+
+/// One access line as `--log-format json` writes it (fields flattened beside `message`).
+fn parse_json_line(line: &[u8], seen: Instant) -> Option<AccessEvent> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    if v.get("message")?.as_str()? != "access" {
+        return None;
+    }
+    let u = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    Some(AccessEvent {
+        client: v.get("client")?.as_str()?.parse().ok(),
+        member: v.get("member").and_then(|m| m.as_str()).map(str::to_string),
+        attempts: u("attempts"),
+        outcome: v
+            .get("outcome")
+            .and_then(|o| o.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        bytes_up: u("bytes_up"),
+        bytes_down: u("bytes_down"),
+        duration_ms: v
+            .get("duration_ms")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0),
+        seen,
+    })
 }

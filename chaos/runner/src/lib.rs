@@ -29,8 +29,10 @@
 //! ```
 
 pub mod access;
+pub mod admin;
 mod error;
 pub mod faults;
+mod http;
 pub mod injector;
 pub mod junit;
 pub mod measure;

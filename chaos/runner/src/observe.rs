@@ -6,6 +6,7 @@
 //! back within one period is missed; the health and breaker machines never do that faster than
 //! their probe interval or open period, which scenarios keep above it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::admin::Admin;
 use sluice::upstream::{Phase, Pool};
 
 /// How often member state is read.
@@ -107,8 +109,65 @@ impl History {
     }
 }
 
-/// Samples `pool` from `t0` until `stop`; the history it returns starts with one sample each.
-pub async fn sample(pool: Arc<Pool>, t0: Instant, stop: CancellationToken) -> History {
+/// Where member states are read.
+pub enum Observed {
+    /// The pool of the sluice in this process: its atomics, every [`SAMPLE_EVERY`].
+    Pool(Arc<Pool>),
+    /// A running sluice (`[target]`): its admin API's `/status`, every [`ADMIN_EVERY`].
+    Admin {
+        admin: Admin,
+        pool: Option<String>,
+        listen: SocketAddr,
+        proxies: Vec<SocketAddr>,
+    },
+}
+
+/// How often a `[target]` drill asks the admin API: one request on loopback takes well under
+/// a millisecond, and 20 ms keeps the drill's own load on the sluice under drill small.
+pub const ADMIN_EVERY: Duration = Duration::from_millis(20);
+
+/// Samples member states from `t0` until `stop`; the history starts with one sample each.
+pub async fn sample(observed: Observed, t0: Instant, stop: CancellationToken) -> History {
+    match observed {
+        Observed::Pool(pool) => sample_pool(pool, t0, stop).await,
+        Observed::Admin {
+            admin,
+            pool,
+            listen,
+            proxies,
+        } => {
+            let mut history = History {
+                changes: vec![Vec::new(); proxies.len()],
+            };
+            let mut ticks = tokio::time::interval_at(t0, ADMIN_EVERY);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return history,
+                    _ = ticks.tick() => {}
+                }
+                // A failed request is a missing sample, not a state: the next tick asks again.
+                let Ok(view) = admin.pool(pool.as_deref(), listen, &proxies).await else {
+                    continue;
+                };
+                let at = Instant::now().saturating_duration_since(t0);
+                for (state, changes) in view.members.into_iter().zip(&mut history.changes) {
+                    if let Some(state) = state {
+                        record(changes, at, state);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn record(changes: &mut Vec<(Duration, MemberState)>, at: Duration, state: MemberState) {
+    if changes.last().is_none_or(|(_, last)| *last != state) {
+        changes.push((at, state));
+    }
+}
+
+async fn sample_pool(pool: Arc<Pool>, t0: Instant, stop: CancellationToken) -> History {
     let members = pool.members();
     let mut history = History {
         changes: vec![Vec::new(); members.len()],
@@ -132,9 +191,7 @@ pub async fn sample(pool: Arc<Pool>, t0: Instant, stop: CancellationToken) -> Hi
                     None => Breaker::None,
                 },
             };
-            if changes.last().is_none_or(|(_, last)| *last != state) {
-                changes.push((at, state));
-            }
+            record(changes, at, state);
         }
     }
 }

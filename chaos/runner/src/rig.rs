@@ -15,9 +15,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::admin::Admin;
 use super::injector::Injector;
+use super::observe;
 use super::report::MemberInfo;
-use super::scenario::Scenario;
+use super::scenario::{Scenario, Target};
 use super::timeline::Targets;
 use super::upstream::Upstream;
 use super::{DrillError, RunOptions};
@@ -26,6 +28,8 @@ use sluice::{RunSummary, Server, Shutdown};
 
 /// How long sluice may take to drain after traffic before its connections are cut.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long a `[target]` sluice may take to see every member up once the proxies listen.
+const TARGET_READY: Duration = Duration::from_secs(15);
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the fault injector and the rig for `scenario` (seeded from `options`), runs `body` on
@@ -61,7 +65,8 @@ pub(super) struct Rig<'a> {
     /// Where sluice listens.
     pub listen: SocketAddr,
     pub balance: String,
-    pub pool: Arc<Pool>,
+    /// sluice's pool, in this process; `None` with `[target]`.
+    pub pool: Option<Arc<Pool>>,
     shutdown: Shutdown,
     running: Option<JoinHandle<RunSummary>>,
 }
@@ -93,7 +98,11 @@ impl<'a> Rig<'a> {
             .map(|m| proxy_name(&scenario.name, &m.name, run))
             .collect();
         let shutdown = Shutdown::new();
-        match bind(scenario, seed, injector, &servers, &proxies, &shutdown).await {
+        let bound = match &scenario.target {
+            Some(target) => aim(scenario, target, injector, &servers, &proxies).await,
+            None => bind(scenario, seed, injector, &servers, &proxies, &shutdown).await,
+        };
+        match bound {
             Ok(bound) => Ok(Self {
                 scenario,
                 injector,
@@ -104,7 +113,7 @@ impl<'a> Rig<'a> {
                 balance: bound.balance,
                 pool: bound.pool,
                 shutdown,
-                running: Some(bound.running),
+                running: bound.running,
             }),
             Err(e) => {
                 delete_proxies(injector, &proxies).await;
@@ -125,8 +134,11 @@ impl<'a> Rig<'a> {
     }
 
     /// Says whether sluice holds no connection to any member.
+    /// A running sluice's connections are not visible: it counts as idle.
     pub fn idle(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
-        let pool = Arc::clone(&self.pool);
+        let Some(pool) = self.pool.clone() else {
+            return Arc::new(|| true);
+        };
         Arc::new(move || pool.members().iter().all(|m| m.active() == 0))
     }
 
@@ -176,8 +188,88 @@ struct Bound {
     proxy_addrs: Vec<SocketAddr>,
     listen: SocketAddr,
     balance: String,
-    pool: Arc<Pool>,
-    running: JoinHandle<RunSummary>,
+    pool: Option<Arc<Pool>>,
+    /// The sluice this process runs; `None` with `[target]`.
+    running: Option<JoinHandle<RunSummary>>,
+}
+
+/// `[target]`: the proxies on the addresses the running sluice's pool lists, checked against
+/// its `/status` before anything is faulted.
+async fn aim(
+    scenario: &Scenario,
+    target: &Target,
+    injector: &Injector,
+    servers: &[Upstream],
+    proxies: &[String],
+) -> Result<Bound, DrillError> {
+    let proxy_addrs: Vec<SocketAddr> = scenario
+        .members
+        .iter()
+        .map(|m| {
+            m.proxy
+                .ok_or_else(|| DrillError::Setup(format!("member {} has no proxy", m.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    let wanted: Vec<(String, String, String)> = proxies
+        .iter()
+        .zip(&proxy_addrs)
+        .zip(servers)
+        .map(|((p, listen), s)| (p.clone(), listen.to_string(), s.addr().to_string()))
+        .collect();
+    injector.api().populate(&wanted).await?;
+    let admin = Admin { addr: target.admin };
+    // The running sluice probes the new proxies on its own schedule: traffic starts once it
+    // sees every member up, so the first fault meets a steady pool.
+    let deadline = tokio::time::Instant::now() + TARGET_READY;
+    let view = loop {
+        let view = admin
+            .pool(target.pool.as_deref(), target.listen, &proxy_addrs)
+            .await
+            .map_err(DrillError::Setup)?;
+        let all_up = view.members.iter().all(|m| m.is_some_and(|s| !s.ejected()));
+        let listed = view.members.iter().all(Option::is_some);
+        if all_up || !listed {
+            break view;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let down: Vec<&str> = scenario
+                .members
+                .iter()
+                .zip(&view.members)
+                .filter(|(_, s)| s.is_some_and(|s| s.ejected()))
+                .map(|(m, _)| m.name.as_str())
+                .collect();
+            return Err(DrillError::Setup(format!(
+                "the running sluice still has {} down or ejected {TARGET_READY:?} after the \
+                 proxies came up; is each proxy's upstream answering its health check?",
+                down.join(", ")
+            )));
+        }
+        tokio::time::sleep(observe::ADMIN_EVERY).await;
+    };
+    let missing: Vec<String> = scenario
+        .members
+        .iter()
+        .zip(&proxy_addrs)
+        .zip(&view.members)
+        .filter(|(_, state)| state.is_none())
+        .map(|((m, addr), _)| format!("{addr} (member {})", m.name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(DrillError::Setup(format!(
+            "the running sluice's pool {:?} does not list the proxies {}: add them to its \
+             members (sluice dials the proxies, they dial your upstreams)",
+            view.name,
+            missing.join(", ")
+        )));
+    }
+    Ok(Bound {
+        proxy_addrs,
+        listen: target.listen,
+        balance: view.balance,
+        pool: None,
+        running: None,
+    })
 }
 
 async fn bind(
@@ -188,10 +280,10 @@ async fn bind(
     proxies: &[String],
     shutdown: &Shutdown,
 ) -> Result<Bound, DrillError> {
-    let wanted: Vec<(String, String)> = proxies
+    let wanted: Vec<(String, String, String)> = proxies
         .iter()
         .zip(servers)
-        .map(|(p, s)| (p.clone(), s.addr().to_string()))
+        .map(|(p, s)| (p.clone(), "127.0.0.1:0".to_string(), s.addr().to_string()))
         .collect();
     let created = injector.api().populate(&wanted).await?;
     let mut proxy_addrs = Vec::new();
@@ -203,29 +295,32 @@ async fn bind(
             .ok_or_else(|| DrillError::Setup(format!("/populate did not answer proxy {p}")))?;
         proxy_addrs.push(listen);
     }
-    let config = scenario
+    let sluice = scenario
         .sluice
+        .as_ref()
+        .ok_or_else(|| DrillError::Setup("no sluice config to run".into()))?;
+    let config = sluice
         .config(&scenario.members, &proxy_addrs, seed)
         .map_err(DrillError::Scenario)?;
     let balance = config
-        .pool(&scenario.sluice.pool)
+        .pool(&sluice.pool)
         .map_or("?", |p| p.balance.as_str())
         .to_string();
     let server = Server::bind(config).await?;
     let listen = *server
-        .local_addrs(&scenario.sluice.route)
+        .local_addrs(&sluice.route)
         .first()
         .ok_or_else(|| DrillError::Setup("sluice bound no address".into()))?;
     let pool = server
-        .pool(&scenario.sluice.pool)
+        .pool(&sluice.pool)
         .ok_or_else(|| DrillError::Setup("sluice has no drilled pool".into()))?;
     let running = tokio::spawn(server.run(shutdown.clone()));
     Ok(Bound {
         proxy_addrs,
         listen,
         balance,
-        pool,
-        running,
+        pool: Some(pool),
+        running: Some(running),
     })
 }
 

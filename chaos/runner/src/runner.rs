@@ -18,7 +18,7 @@ use super::measure::Inputs;
 use super::report::{self, Report, Setup, Started};
 use super::rig::{self, Rig};
 use super::scenario::Scenario;
-use super::{DrillError, access, observe, timeline, traffic, workload};
+use super::{DrillError, access, admin, observe, timeline, traffic, workload};
 
 /// Knobs for one run.
 #[derive(Clone, Debug, Default)]
@@ -34,7 +34,7 @@ impl RunOptions {
     /// The seed a run uses: `--seed`, else the config's, else a random one.
     pub fn seed_for(&self, scenario: &Scenario) -> u64 {
         self.seed
-            .or(scenario.sluice.seed)
+            .or(scenario.sluice.as_ref().and_then(|s| s.seed))
             .unwrap_or_else(rand::random)
     }
 }
@@ -57,13 +57,33 @@ async fn drill(
     rig: &mut Rig<'_>,
 ) -> Result<Report, DrillError> {
     let tap = access::subscribe(rig.proxy_addrs.iter().map(|a| a.to_string()));
+    // A [target] sluice's access lines are in its file: followed from its end, from now.
+    let stop_following = CancellationToken::new();
+    let follower = scenario
+        .target
+        .as_ref()
+        .and_then(|t| t.access_log.clone())
+        .map(|path| {
+            let members = rig.proxy_addrs.iter().map(|a| a.to_string()).collect();
+            tokio::spawn(access::follow(path, members, stop_following.clone()))
+        });
     let duration = options.duration.unwrap_or(scenario.traffic.duration);
     let mut load = scenario.traffic.clone();
     load.duration = duration;
     let t0 = Instant::now();
     let stop_sampling = CancellationToken::new();
     let sampler = tokio::spawn(observe::sample(
-        Arc::clone(&rig.pool),
+        match (&rig.pool, &scenario.target) {
+            (Some(pool), _) => observe::Observed::Pool(Arc::clone(pool)),
+            (None, target) => observe::Observed::Admin {
+                admin: admin::Admin {
+                    addr: target.as_ref().map_or(rig.listen, |t| t.admin),
+                },
+                pool: target.as_ref().and_then(|t| t.pool.clone()),
+                listen: rig.listen,
+                proxies: rig.proxy_addrs.clone(),
+            },
+        },
         t0,
         stop_sampling.clone(),
     ));
@@ -80,7 +100,23 @@ async fn drill(
     let history = sampler.await.unwrap_or_default();
 
     rig.stop_sluice().await;
-    let access = tap.take();
+    stop_following.cancel();
+    let access = match follower {
+        Some(follower) => match follower.await {
+            Ok(Ok(events)) => events,
+            Ok(Err(e)) => {
+                return Err(DrillError::Setup(format!(
+                    "following the target's access_log: {e}"
+                )));
+            }
+            Err(e) => return Err(DrillError::Setup(e.to_string())),
+        },
+        None => tap.take(),
+    };
+    let followed = scenario
+        .target
+        .as_ref()
+        .is_some_and(|t| t.access_log.is_some());
     let mut clients = clients;
     if load.command.is_some() {
         workload::attribute(&mut clients, &access, t0, &rig.proxy_addrs);
@@ -102,7 +138,8 @@ async fn drill(
         history: &history,
         clients: &clients,
         access: &access,
-        tapped: access::is_installed(),
+        // A [target] sluice's lines come from its access_log file, or not at all.
+        tapped: followed || (access::is_installed() && rig.pool.is_some()),
         t0,
     };
     Ok(report::build(setup, &inputs))

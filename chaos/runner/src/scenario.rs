@@ -22,7 +22,10 @@ pub struct Scenario {
     pub description: Option<String>,
     /// The file name, for messages.
     pub file: String,
-    pub sluice: SluiceUnderTest,
+    /// The sluice the drill starts in-process; `None` with `target`.
+    pub sluice: Option<SluiceUnderTest>,
+    /// A running sluice to drill instead.
+    pub target: Option<Target>,
     pub members: Vec<MemberSpec>,
     pub traffic: Traffic,
     /// Every step, repeats expanded, in time order.
@@ -37,6 +40,8 @@ pub struct MemberSpec {
     /// What a built-in member serves (and what built-in traffic expects of it).
     pub server: ServerKind,
     pub source: MemberSource,
+    /// With `[target]`: the fixed address of this member's proxy.
+    pub proxy: Option<SocketAddr>,
     /// 0 = primary; sluice's `members[].tier`.
     pub tier: u8,
     /// sluice's `members[].weight`.
@@ -68,6 +73,16 @@ impl MemberSource {
             Self::Start(command) => format!("start {command:?}"),
         }
     }
+}
+
+/// `[target]`: a sluice that is already running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub pool: Option<String>,
+    /// The running sluice's access log, followed during the drill.
+    pub access_log: Option<PathBuf>,
 }
 
 /// `[traffic] command`: the user's workload.

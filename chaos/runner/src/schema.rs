@@ -20,6 +20,8 @@ pub struct ScenarioFile {
     pub sluice: Option<toml::Table>,
     /// Or a sluice config file, relative to the scenario file.
     pub sluice_config: Option<String>,
+    /// A sluice already running: drilled through its route and admin API, not started.
+    pub target: Option<TargetFile>,
     #[serde(default)]
     pub members: Vec<MemberFile>,
     pub traffic: Option<TrafficFile>,
@@ -38,8 +40,26 @@ pub struct MemberFile {
     pub server: Option<ServerKind>,
     pub addr: Option<String>,
     pub start: Option<String>,
+    /// With `[target]`: where this member's fault proxy listens (the running sluice's pool
+    /// lists this address).
+    pub proxy: Option<String>,
     pub tier: Option<i64>,
     pub weight: Option<i64>,
+}
+
+/// `[target]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFile {
+    /// The route under drill.
+    pub listen: Option<String>,
+    /// Its admin API: member and breaker states come from `/status`.
+    pub admin: Option<String>,
+    /// The pool in `/status`; default: the pool of the route listening on `listen`.
+    pub pool: Option<String>,
+    /// Its access log file (`--log-format json`), relative to the scenario file: which member
+    /// served each client, and redials.
+    pub access_log: Option<String>,
 }
 
 /// `[traffic]`

@@ -8,21 +8,14 @@
 //! and a real Toxiproxy.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use thiserror::Error;
-use tokio::net::TcpStream;
 
 use super::scenario::Toxic;
-
-/// Each API request, connect to last body byte.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An API call that did not do what was asked.
 #[derive(Debug, Error)]
@@ -116,14 +109,15 @@ impl Toxiproxy {
     }
 
     /// Creates (or replaces) proxies in one call; answers them with their real listen address.
+    /// Creates (or updates) the proxies `(name, listen, upstream)` in one call.
     pub async fn populate(
         &self,
-        proxies: &[(String, String)],
+        proxies: &[(String, String, String)],
     ) -> Result<Vec<Proxy>, ToxiproxyError> {
         let list: Vec<Value> = proxies
             .iter()
-            .map(|(name, upstream)| {
-                json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true})
+            .map(|(name, listen, upstream)| {
+                json!({"name": name, "listen": listen, "upstream": upstream, "enabled": true})
             })
             .collect();
         let body = self
@@ -198,40 +192,9 @@ impl Toxiproxy {
             addr: self.addr,
             reason,
         };
-        let exchange = async {
-            let stream = TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| transport(format!("cannot connect: {e}")))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| transport(e.to_string()))?;
-            // The connection task ends when the response is read and `sender` is dropped.
-            tokio::spawn(conn);
-            let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-            let request = Request::builder()
-                .method(method.clone())
-                .uri(path)
-                .header(header::HOST, self.addr.to_string())
-                .header(header::USER_AGENT, "sluice-drill")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(bytes))
-                .map_err(|e| transport(e.to_string()))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| transport(e.to_string()))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| transport(e.to_string()))?
-                .to_bytes();
-            Ok((status, body))
-        };
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let (status, body) = super::http::exchange(self.addr, method.clone(), path, body)
             .await
-            .map_err(|_| transport(format!("no answer within {REQUEST_TIMEOUT:?}")))??;
+            .map_err(transport)?;
         if !status.is_success() {
             return Err(ToxiproxyError::Status {
                 method,

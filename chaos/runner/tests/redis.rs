@@ -6,7 +6,9 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// A `redis-server` this test started; killed by its PID when dropped.
 struct Redis {
@@ -28,11 +30,7 @@ impl Redis {
                 panic!("redis-server: {e} (install it: apt-get install redis-server; .ci/run does)")
             });
         let redis = Self { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "redis-server never accepted on {addr}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_accepting(addr, "redis-server");
         redis
     }
 }
@@ -41,6 +39,15 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Blocks until `addr` accepts a connection: the process behind it is ready.
+fn wait_accepting(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} never accepted on {addr}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -143,7 +150,11 @@ max_client_failure_ratio = 0.05
     assert_eq!(report["passed"], true);
     let clients = report["clients"].as_array().unwrap();
     // One run every 50 ms for 5 s.
-    assert!((95..=101).contains(&clients.len()), "{} runs", clients.len());
+    assert!(
+        (95..=101).contains(&clients.len()),
+        "{} runs",
+        clients.len()
+    );
     let served_by = |member: u64| {
         clients
             .iter()
@@ -151,10 +162,16 @@ max_client_failure_ratio = 0.05
             .count()
     };
     assert!(served_by(0) > 0, "the primary served runs before and after");
-    assert!(served_by(1) > 0, "the replica served runs while the primary was cut off");
+    assert!(
+        served_by(1) > 0,
+        "the replica served runs while the primary was cut off"
+    );
     let xml = std::fs::read_to_string(dir.join("report.xml")).unwrap();
     assert!(xml.contains("failures=\"0\""), "{xml}");
-    assert!(xml.contains("<testcase name=\"backup_serves_within\""), "{xml}");
+    assert!(
+        xml.contains("<testcase name=\"backup_serves_within\""),
+        "{xml}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     // The user's Redis is still the user's: the drill never stopped it.
     assert!(TcpStream::connect(primary.addr).is_ok());
@@ -196,8 +213,122 @@ fn user_member_mistakes_are_scenario_errors_before_anything_starts() {
         "redis.toml: bounds.all_bytes_intact = true: needs the built-in clients and servers' \
          checksums",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
     assert!(!dir.join("report.xml").exists());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A free loopback address (bound, then released).
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+}
+
+/// `sluice run` as deployed, stopped by its PID when dropped.
+struct Deployed {
+    child: Child,
+}
+
+impl Drop for Deployed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_running_sluice_is_drilled_through_its_route_and_admin_api() {
+    let primary = Redis::start();
+    let dir = scratch("target");
+    let (listen, admin) = (free_addr(), free_addr());
+    let (primary_proxy, replica_proxy) = (free_addr(), free_addr());
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+access_log = "{log}"
+[admin]
+listen = "{admin}"
+[routes.redis]
+listen = "{listen}"
+pool = "redis"
+connect_timeout = "500ms"
+[pools.redis]
+members = [{{ addr = "{primary_proxy}", tier = 0 }}, {{ addr = "{replica_proxy}", tier = 1 }}]
+[pools.redis.health]
+interval = "200ms"
+fast_interval = "100ms"
+timeout = "200ms"
+rise = 2
+fall = 2
+send = "PING\r\n"
+expect = "+PONG"
+"#,
+            log = dir.join("access.log").display()
+        ),
+    )
+    .unwrap();
+    let sluice = Path::new(env!("CARGO_BIN_EXE_sluice-chaos")).with_file_name("sluice");
+    assert!(sluice.is_file(), "build it: cargo test --workspace");
+    let _deployed = Deployed {
+        child: Command::new(&sluice)
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    wait_accepting(admin, "sluice's admin API");
+
+    let text_ = scenario(
+        primary.addr,
+        "",
+        "ejected_within = \"1s\"\nbackup_serves_within = \"1.5s\"\nreturns_within = \"2s\"\nmax_client_failure_ratio = 0.05\n",
+    )
+    .replace(
+        "[sluice]",
+        &format!(
+            "[target]\nlisten = \"{listen}\"\nadmin = \"{admin}\"\naccess_log = \"access.log\"\n\n[unused]"
+        ),
+    );
+    // The [sluice] tables of the shared scenario go: the running sluice has its own config.
+    let text_ = drop_tables(&text_, "[unused]", "[[members]]");
+    let text_ = text_
+        .replace(
+            &format!("addr = \"{}\"", primary.addr),
+            &format!("addr = \"{}\"\nproxy = \"{primary_proxy}\"", primary.addr),
+        )
+        .replace(
+            "tier = 1\n",
+            &format!("tier = 1\nproxy = \"{replica_proxy}\"\n"),
+        );
+    let out = drill(&dir, &text_);
+    assert_eq!(out.status.code(), Some(0), "{}\n{text_}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("sluice    {listen}")), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    let ok = report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "ok")
+        .count();
+    assert!(ok > 80, "{ok} runs served by the deployed sluice");
+    let xml = std::fs::read_to_string(dir.join("report.xml")).unwrap();
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `text` without the lines from `from` up to (not including) `to`.
+fn drop_tables(text: &str, from: &str, to: &str) -> String {
+    let start = text.find(from).unwrap();
+    let end = start + text[start..].find(to).unwrap();
+    format!("{}{}", &text[..start], &text[end..])
 }

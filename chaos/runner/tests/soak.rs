@@ -115,7 +115,8 @@ fn shipped_soaks_are_valid_and_sized_as_promised() {
     assert!(expected(&full) >= 100_000);
     assert_eq!(full.bounds.min_connections, Some(100_000));
     assert_eq!(
-        full.scenario.sluice.seed, None,
+        full.scenario.sluice.as_ref().and_then(|s| s.seed),
+        None,
         "each full soak draws its seed"
     );
 

@@ -70,6 +70,7 @@ fn drill_report(ejected_within: Duration) -> Report {
             name: (*name).into(),
             server: ServerKind::Echo,
             source: crate::scenario::MemberSource::Builtin,
+            proxy: None,
             tier: 0,
             weight: 1,
         })

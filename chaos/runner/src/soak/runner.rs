@@ -79,8 +79,13 @@ async fn phases(
     )));
     let _ = tap.take();
     let stop = CancellationToken::new();
+    let Some(pool) = rig.pool.clone() else {
+        return Err(DrillError::Setup(
+            "a soak runs its own sluice: [target] is for drills".into(),
+        ));
+    };
     let open = {
-        let pool = Arc::clone(&rig.pool);
+        let pool = Arc::clone(&pool);
         move || pool.members().iter().map(|m| m.active()).sum::<u64>()
     };
     let monitor = tokio::spawn(monitor(
@@ -91,7 +96,11 @@ async fn phases(
         plan.sample_every,
         stop.clone(),
     ));
-    let sampler = tokio::spawn(observe::sample(Arc::clone(&rig.pool), t0, stop.clone()));
+    let sampler = tokio::spawn(observe::sample(
+        observe::Observed::Pool(pool),
+        t0,
+        stop.clone(),
+    ));
     let mut load = scenario.traffic.clone();
     load.duration = duration;
     let on_client = {

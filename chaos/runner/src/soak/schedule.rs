@@ -307,6 +307,7 @@ mod tests {
                 name: n.to_string(),
                 server: wire::ServerKind::Echo,
                 source: crate::scenario::MemberSource::Builtin,
+                proxy: None,
                 tier: 0,
                 weight: 1,
             })

@@ -18,6 +18,7 @@ use super::schema::{MemberFile, TrafficFile};
 
 mod bounds;
 mod sluice;
+mod target;
 mod timeline;
 mod user;
 
@@ -38,9 +39,19 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
     let members_ok = v.errors.is_empty();
     let traffic = v.traffic(raw.traffic.as_ref());
     let timeline = v.timeline(&raw.timeline, &members, traffic.duration);
-    let sluice = v.sluice(raw.sluice, raw.sluice_config.as_deref(), path);
+    let target = raw.target.as_ref().and_then(|t| v.target(t, path));
+    let sluice = if raw.target.is_some() {
+        v.no_sluice_with_target(raw.sluice.is_some(), raw.sluice_config.is_some());
+        None
+    } else {
+        v.sluice(raw.sluice, raw.sluice_config.as_deref(), path)
+    };
+    v.proxies(&members, raw.target.is_some());
     let bounds = v.bounds(&raw.bounds, &members, &timeline);
     v.user_rules(&members, &raw.timeline, traffic.command.as_ref(), &bounds);
+    if let Some(t) = &target {
+        v.target_can_measure(t, traffic.command.is_some(), &bounds);
+    }
     // sluice reports its own problems too, unless broken members would only echo ours.
     if let Some(sluice) = &sluice
         && members_ok
@@ -53,12 +64,14 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
             v.errors.extend(e.0);
         }
     }
-    match (v.errors.is_empty(), sluice) {
-        (true, Some(sluice)) => Ok(Scenario {
+    let runnable = sluice.is_some() || target.is_some();
+    match (v.errors.is_empty(), runnable) {
+        (true, true) => Ok(Scenario {
             name,
             description: raw.description,
             file,
             sluice,
+            target,
             members,
             traffic,
             timeline,
@@ -131,10 +144,12 @@ impl Validator {
                 );
             }
             let source = self.member_source(i, m);
+            let proxy = self.proxy_addr(i, m);
             out.push(MemberSpec {
                 name: m.name.clone(),
                 server: m.server.unwrap_or_default(),
                 source,
+                proxy,
                 tier: tier.clamp(0, 7) as u8,
                 weight: weight.clamp(1, 256) as u32,
             });
