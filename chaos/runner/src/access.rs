@@ -169,8 +169,9 @@ impl Visit for AccessEvent {
 }
 
 /// Follows the access log file of a running sluice (`[target] access_log`, JSON lines) from
-/// its current end until `stop`, keeping the lines for `members`. Each line is stamped when
-/// read, within [`FOLLOW_EVERY`] of its writing, as the in-process tap stamps it when logged.
+/// its current end until `stop`, keeping the lines for `members`. Each line is placed in time
+/// by its own `timestamp` (when sluice wrote it, as the in-process tap stamps it when logged):
+/// the moment it was read can be [`FOLLOW_EVERY`] later, longer than a short client lives.
 pub async fn follow(
     path: std::path::PathBuf,
     members: HashSet<String>,
@@ -183,6 +184,8 @@ pub async fn follow(
     let mut events = Vec::new();
     let mut pending = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
+    // One reading of both clocks maps the lines' wall-clock timestamps onto `Instant`s.
+    let clocks = (std::time::SystemTime::now(), Instant::now());
     loop {
         // One last read after `stop`, so lines written before it are all kept.
         let last = stop.is_cancelled();
@@ -193,10 +196,10 @@ pub async fn follow(
             }
             pending.extend_from_slice(&chunk[..n]);
         }
-        let seen = Instant::now();
+        let read_at = Instant::now();
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            if let Some(event) = parse_json_line(&line, seen)
+            if let Some(event) = parse_json_line(&line, clocks, read_at)
                 && event.member.as_ref().is_some_and(|m| members.contains(m))
             {
                 events.push(event);
@@ -216,11 +219,25 @@ pub async fn follow(
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(20);
 
 /// One access line as `--log-format json` writes it (fields flattened beside `message`).
-fn parse_json_line(line: &[u8], seen: Instant) -> Option<AccessEvent> {
+fn parse_json_line(
+    line: &[u8],
+    (wall, mono): (std::time::SystemTime, Instant),
+    read_at: Instant,
+) -> Option<AccessEvent> {
     let v: serde_json::Value = serde_json::from_slice(line).ok()?;
     if v.get("message")?.as_str()? != "access" {
         return None;
     }
+    // A line without a readable timestamp is placed when it was read.
+    let seen = v
+        .get("timestamp")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(std::time::SystemTime::from)
+        .map_or(read_at, |at| match at.duration_since(wall) {
+            Ok(after) => mono + after,
+            Err(before) => mono.checked_sub(before.duration()).unwrap_or(mono),
+        });
     let u = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
     Some(AccessEvent {
         client: v.get("client")?.as_str()?.parse().ok(),
@@ -239,4 +256,24 @@ fn parse_json_line(line: &[u8], seen: Instant) -> Option<AccessEvent> {
             .unwrap_or(0.0),
         seen,
     })
+}
+
+#[cfg(test)]
+mod follow_tests {
+    use super::*;
+
+    #[test]
+    fn a_followed_line_is_placed_by_its_own_timestamp() {
+        let wall = chrono::DateTime::parse_from_rfc3339("2026-12-06T02:03:47.600Z").unwrap();
+        let mono = Instant::now();
+        let line = br#"{"timestamp":"2026-12-06T02:03:47.650Z","level":"INFO","message":"access","client":"127.0.0.1:40000","member":"127.0.0.1:16379","attempts":2,"outcome":"ok","bytes_up":14,"bytes_down":7,"duration_ms":3.5}"#;
+        let read_at = mono + Duration::from_secs(1);
+        let e = parse_json_line(line, (wall.into(), mono), read_at).unwrap();
+        assert_eq!(e.seen, mono + Duration::from_millis(50));
+        assert_eq!(e.member.as_deref(), Some("127.0.0.1:16379"));
+        assert_eq!((e.attempts, e.bytes_up, e.bytes_down), (2, 14, 7));
+        assert_eq!(e.client, Some("127.0.0.1:40000".parse().unwrap()));
+        let other = br#"{"timestamp":"2026-12-06T02:03:47.650Z","message":"member down"}"#;
+        assert!(parse_json_line(other, (wall.into(), mono), read_at).is_none());
+    }
 }
