@@ -38,7 +38,7 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
     let traffic = v.traffic(raw.traffic.as_ref());
     let timeline = v.timeline(&raw.timeline, &members, traffic.duration);
     let sluice = v.sluice(raw.sluice, raw.sluice_config.as_deref(), path);
-    let bounds = v.bounds(&raw.bounds, &members, &timeline);
+    let mut bounds = v.bounds(&raw.bounds, &members, &timeline);
     // sluice reports its own problems too, unless broken members would only echo ours.
     if let Some(sluice) = &sluice
         && members_ok
@@ -47,8 +47,9 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
         let addrs: Vec<SocketAddr> = (1..=members.len())
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p as u16)))
             .collect();
-        if let Err(e) = sluice.config(&members, &addrs, 0) {
-            v.errors.extend(e.0);
+        match sluice.config(&members, &addrs, 0) {
+            Ok(config) => v.explained(&mut bounds, &config, &sluice.pool),
+            Err(e) => v.errors.extend(e.0),
         }
     }
     match (v.errors.is_empty(), sluice) {
