@@ -186,7 +186,8 @@ mod tests {
 
     use crate::scenario::{Scenario, TimeBound};
 
-    /// Two tiers, health checks on (probing every 200ms) or off, member a killed at 1s and restarted at 2s.
+    /// Two tiers, health checks on (probing every 200ms) or off, member a killed at 1s and
+    /// restarted at 2s.
     fn scenario(health: bool, bounds: &str) -> Result<Scenario, String> {
         let health = if health {
             "[sluice.pools.app.health]\ninterval = \"200ms\"\nfast_interval = \"100ms\"\n\
