@@ -211,14 +211,40 @@ pub struct Toxic {
 /// What the drill must meet; `None` is not checked.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Bounds {
-    pub ejected_within: Option<Duration>,
-    pub returns_within: Option<Duration>,
-    pub backup_serves_within: Option<Duration>,
+    pub ejected_within: Option<TimeBound>,
+    pub returns_within: Option<TimeBound>,
+    pub backup_serves_within: Option<TimeBound>,
     pub max_client_failure_ratio: Option<f64>,
     pub failed_after_ejection: Option<u64>,
     pub max_transitions: Option<u32>,
     pub all_bytes_intact: bool,
     pub load_share_of_slow_member_below: Option<f64>,
+}
+
+/// A timing bound (`ejected_within`, `returns_within`, `backup_serves_within`): written as a
+/// duration, or as `"explain"`: what `sluice check --explain` promises for the scenario's
+/// sluice config, read from [`sluice::budget::explain`] when the scenario is validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBound {
+    pub limit: Duration,
+    /// `limit` came from `"explain"` rather than from the file.
+    pub explained: bool,
+}
+
+impl TimeBound {
+    /// A bound written as a duration.
+    pub fn fixed(limit: Duration) -> Self {
+        Self {
+            limit,
+            explained: false,
+        }
+    }
+}
+
+impl From<Duration> for TimeBound {
+    fn from(limit: Duration) -> Self {
+        Self::fixed(limit)
+    }
 }
 
 /// The sluice config a scenario drills: exactly one route over one pool, whose listen

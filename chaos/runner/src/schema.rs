@@ -156,9 +156,10 @@ impl Stream {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoundsFile {
-    pub ejected_within: Option<HumanDuration>,
-    pub returns_within: Option<HumanDuration>,
-    pub backup_serves_within: Option<HumanDuration>,
+    /// A duration or `"explain"`; read by `validate`, which reports a bad one with the rest.
+    pub ejected_within: Option<String>,
+    pub returns_within: Option<String>,
+    pub backup_serves_within: Option<String>,
     pub max_client_failure_ratio: Option<f64>,
     pub failed_after_ejection: Option<i64>,
     pub max_transitions: Option<i64>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::measure::Measures;
-use super::scenario::{Bounds, MemberSpec};
+use super::scenario::{Bounds, MemberSpec, TimeBound};
 
 /// One bound, what was measured, and whether it was met.
 #[derive(Clone, Debug, Serialize)]
@@ -126,7 +126,7 @@ fn worst<'a>(
 
 fn within(
     bound: &'static str,
-    limit: Duration,
+    limit: TimeBound,
     worst: Option<(Option<Duration>, &str)>,
     did: &str,
     never: &str,
@@ -136,14 +136,24 @@ fn within(
         Some((None, who)) => (format!("{who} {never}"), false),
         Some((Some(d), who)) => (
             format!("{who} {did} after {} (slowest)", fmt_ms(d)),
-            d <= limit,
+            d <= limit.limit,
         ),
     };
     Verdict {
         bound,
-        limit: humantime::format_duration(limit).to_string(),
+        limit: limit_text(limit),
         measured,
         pass,
+    }
+}
+
+/// `1s` as written, or `explain (6.366s)`: where an explained bound came from and its value,
+/// as `sluice check --explain` prints it.
+pub fn limit_text(limit: TimeBound) -> String {
+    if limit.explained {
+        format!("explain ({})", sluice::budget::format_duration(limit.limit))
+    } else {
+        humantime::format_duration(limit.limit).to_string()
     }
 }
 

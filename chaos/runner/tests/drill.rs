@@ -89,6 +89,49 @@ async fn half_close_keeps_every_completed_connection_whole() {
     assert!(on_c.clone().count() > 0 && on_c.clone().all(|c| !c.outcome.is_ok()));
 }
 
+/// member-down with its timing bounds written "explain": sluice held to what `sluice check
+/// --explain` promises for the same config, shown in the report with the promised value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_down_meets_what_explain_promises() {
+    init();
+    let text = std::fs::read_to_string(scenario_path("member-down")).unwrap();
+    let explained = text
+        .replace("ejected_within = \"1s\"", "ejected_within = \"explain\"")
+        .replace("returns_within = \"2s\"", "returns_within = \"explain\"");
+    assert_eq!(
+        explained.matches("\"explain\"").count(),
+        2,
+        "member-down's bounds moved"
+    );
+    let path = temp_dir("explain").join("member-down-explained.toml");
+    std::fs::write(&path, explained).unwrap();
+    let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let report = sluice_chaos::run(&scenario, &options()).await.unwrap();
+    assert!(report.passed, "missed what --explain promises:\n{report}");
+    let addrs: Vec<_> = (1..=3).map(|p| ([127, 0, 0, 1], p).into()).collect();
+    let config = scenario
+        .sluice
+        .as_ref()
+        .expect("an in-process drill")
+        .config(&scenario.members, &addrs, 0)
+        .unwrap();
+    let budget = &sluice::budget::explain(&config)[0];
+    let promised = [
+        ("ejected_within", budget.ejected_within().unwrap()),
+        ("returns_within", budget.returns_within().unwrap()),
+    ];
+    let text = report.to_string();
+    for (bound, promise) in promised {
+        let limit = format!("explain ({})", sluice::budget::format_duration(promise));
+        let v = report.verdicts.iter().find(|v| v.bound == bound).unwrap();
+        assert_eq!(v.limit, limit);
+        assert!(
+            text.contains(&format!("PASS  {bound} = {limit}: ")),
+            "{text}"
+        );
+    }
+}
+
 /// A two-member drill: member b is killed at 300ms; traffic lasts 1.5s.
 fn short_scenario(balance: &str, clients: u32, bounds: &str) -> Scenario {
     let text = format!(
@@ -205,6 +248,7 @@ fn every_shipped_scenario_is_valid() {
     let expected = [
         "blackhole",
         "dc-failover",
+        "explain-promise",
         "flap",
         "half-close",
         "member-down",

@@ -101,7 +101,7 @@ fn drill_report(ejected_within: Duration) -> Report {
         redials: Redials::default(),
     };
     let bounds = Bounds {
-        ejected_within: Some(ejected_within),
+        ejected_within: Some(ejected_within.into()),
         max_client_failure_ratio: Some(0.01),
         all_bytes_intact: true,
         ..Bounds::default()
@@ -298,7 +298,7 @@ fn a_bound_with_nothing_to_measure_fails_as_in_the_text_report() {
     let mut report = drill_report(Duration::from_secs(1));
     // No restore was measured: verdict.rs fails the bound, so JUnit has a failure, no skip.
     let bounds = Bounds {
-        returns_within: Some(Duration::from_secs(2)),
+        returns_within: Some(Duration::from_secs(2).into()),
         ..Bounds::default()
     };
     report.verdicts = verdicts(&bounds, &report.measures, &[]);

@@ -47,7 +47,7 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
         v.sluice(raw.sluice, raw.sluice_config.as_deref(), path)
     };
     v.proxies(&members, raw.target.is_some());
-    let bounds = v.bounds(&raw.bounds, &members, &timeline);
+    let mut bounds = v.bounds(&raw.bounds, &members, &timeline);
     v.user_rules(&members, &raw.timeline, traffic.command.as_ref(), &bounds);
     if let Some(t) = &target {
         v.target_can_measure(t, traffic.command.is_some(), &bounds);
@@ -60,8 +60,9 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
         let addrs: Vec<SocketAddr> = (1..=members.len())
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p as u16)))
             .collect();
-        if let Err(e) = sluice.config(&members, &addrs, 0) {
-            v.errors.extend(e.0);
+        match sluice.config(&members, &addrs, 0) {
+            Ok(config) => v.explained(&mut bounds, &config, &sluice.pool),
+            Err(e) => v.errors.extend(e.0),
         }
     }
     let runnable = sluice.is_some() || target.is_some();

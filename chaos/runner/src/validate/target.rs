@@ -53,6 +53,20 @@ impl Validator {
     /// Which member served a command run comes only from an access log; a running sluice's
     /// is its file.
     pub(super) fn target_can_measure(&mut self, target: &Target, command: bool, bounds: &Bounds) {
+        for (key, bound) in [
+            ("ejected_within", &bounds.ejected_within),
+            ("returns_within", &bounds.returns_within),
+            ("backup_serves_within", &bounds.backup_serves_within),
+        ] {
+            if bound.as_ref().is_some_and(|b| b.explained) {
+                self.error(
+                    format!("bounds.{key}"),
+                    Some("\"explain\"".into()),
+                    "not with [target]: the drill does not have the running sluice's config; \
+                     write the number `sluice check --explain --config FILE` prints for it",
+                );
+            }
+        }
         if target.access_log.is_some() || !command {
             return;
         }
