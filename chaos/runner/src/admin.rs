@@ -73,6 +73,22 @@ impl Admin {
         })
     }
 
+    /// `POST path`; any 2xx is success, anything else names the status and body.
+    pub async fn post(&self, path: &str) -> Result<(), String> {
+        let (code, body) = super::http::exchange(self.addr, Method::POST, path, None)
+            .await
+            .map_err(|e| format!("admin API {}: POST {path}: {e}", self.addr))?;
+        if code.is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "admin API {}: POST {path} answered {code}: {}",
+                self.addr,
+                String::from_utf8_lossy(&body).trim()
+            ))
+        }
+    }
+
     /// The pool named `pool`, or the one whose route listens on `listen`, with the states of
     /// the members at `proxies`.
     pub async fn pool(

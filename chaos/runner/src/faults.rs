@@ -121,6 +121,8 @@ fn apply(state: &mut [MemberFaults], action: &Action) {
                 s.killed = matches!(action, Action::Kill { .. });
             }
         }
+        // Operator actions, not faults: a drained member is not a failed one.
+        Action::Drain { .. } | Action::Undrain { .. } | Action::Reload => {}
     }
 }
 

@@ -30,6 +30,7 @@
 
 pub mod access;
 pub mod admin;
+mod control;
 mod error;
 pub mod faults;
 mod http;

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::admin::Admin;
+use super::control::Control;
 use super::injector::Injector;
 use super::observe;
 use super::report::MemberInfo;
@@ -67,6 +68,8 @@ pub(super) struct Rig<'a> {
     pub balance: String,
     /// sluice's pool, in this process; `None` with `[target]`.
     pub pool: Option<Arc<Pool>>,
+    /// Operator actions (drain, reload) on sluice.
+    control: Control,
     shutdown: Shutdown,
     running: Option<JoinHandle<RunSummary>>,
 }
@@ -114,6 +117,7 @@ impl<'a> Rig<'a> {
                 pool: bound.pool,
                 shutdown,
                 running: bound.running,
+                control: bound.control,
             }),
             Err(e) => {
                 delete_proxies(injector, &proxies).await;
@@ -130,6 +134,8 @@ impl<'a> Rig<'a> {
             proxies: &self.proxies,
             servers: &self.servers,
             members: &self.scenario.members,
+            proxy_addrs: &self.proxy_addrs,
+            control: &self.control,
         }
     }
 
@@ -191,6 +197,7 @@ struct Bound {
     pool: Option<Arc<Pool>>,
     /// The sluice this process runs; `None` with `[target]`.
     running: Option<JoinHandle<RunSummary>>,
+    control: Control,
 }
 
 /// `[target]`: the proxies on the addresses the running sluice's pool lists, checked against
@@ -269,6 +276,10 @@ async fn aim(
         balance: view.balance,
         pool: None,
         running: None,
+        control: Control::Admin {
+            admin,
+            pool: view.name,
+        },
     })
 }
 
@@ -306,7 +317,13 @@ async fn bind(
         .pool(&sluice.pool)
         .map_or("?", |p| p.balance.as_str())
         .to_string();
+    let applied = config.clone();
     let server = Server::bind(config).await?;
+    let control = Control::InProcess {
+        reloader: server.reloader(),
+        pool: sluice.pool.clone(),
+        config: applied,
+    };
     let listen = *server
         .local_addrs(&sluice.route)
         .first()
@@ -321,6 +338,7 @@ async fn bind(
         balance,
         pool: Some(pool),
         running: Some(running),
+        control,
     })
 }
 

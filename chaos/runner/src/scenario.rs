@@ -145,6 +145,16 @@ pub enum Action {
     },
     /// Toxiproxy's `/reset`: every proxy enabled, every toxic removed.
     Reset,
+    /// sluice stops picking the member for new connections (operator drain).
+    Drain {
+        member: usize,
+    },
+    /// The drain lifted.
+    Undrain {
+        member: usize,
+    },
+    /// sluice reloads its config.
+    Reload,
 }
 
 impl Action {
@@ -157,6 +167,9 @@ impl Action {
             Self::Kill { .. } => ActionKind::Kill,
             Self::Restart { .. } => ActionKind::Restart,
             Self::Reset => ActionKind::Reset,
+            Self::Drain { .. } => ActionKind::Drain,
+            Self::Undrain { .. } => ActionKind::Undrain,
+            Self::Reload => ActionKind::Reload,
         }
     }
 
@@ -167,8 +180,10 @@ impl Action {
             | Self::Disable { member }
             | Self::Enable { member }
             | Self::Kill { member }
-            | Self::Restart { member } => Some(*member),
-            Self::Reset => None,
+            | Self::Restart { member }
+            | Self::Drain { member }
+            | Self::Undrain { member } => Some(*member),
+            Self::Reset | Self::Reload => None,
         }
     }
 
@@ -186,6 +201,7 @@ impl Action {
             ),
             Self::RemoveToxic { member, name: t } => format!("remove_toxic {} {t}", name(member)),
             Self::Reset => "reset (all proxies enabled, all toxics removed)".to_string(),
+            Self::Reload => "reload sluice".to_string(),
             other => format!(
                 "{} {}",
                 other.kind().as_str(),

@@ -103,6 +103,12 @@ pub enum ActionKind {
     Kill,
     Restart,
     Reset,
+    /// Drain the member in sluice (admin API `POST .../drain`, or the pool in process).
+    Drain,
+    /// Undo a drain (admin API `POST .../enable`).
+    Undrain,
+    /// Reload sluice: `POST /reload` of a `[target]`, or re-apply the config in process.
+    Reload,
 }
 
 impl ActionKind {
@@ -115,6 +121,9 @@ impl ActionKind {
             Self::Kill => "kill",
             Self::Restart => "restart",
             Self::Reset => "reset",
+            Self::Drain => "drain",
+            Self::Undrain => "undrain",
+            Self::Reload => "reload",
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::DrillError;
+use super::control::Control;
 use super::scenario::{Action, MemberSpec, Step};
 use super::toxiproxy::Toxiproxy;
 use super::upstream::Upstream;
@@ -23,6 +24,10 @@ pub struct Targets<'a> {
     pub proxies: &'a [String],
     pub servers: &'a [Upstream],
     pub members: &'a [MemberSpec],
+    /// What sluice dials, per member.
+    pub proxy_addrs: &'a [std::net::SocketAddr],
+    /// Operator actions on sluice.
+    pub control: &'a Control,
 }
 
 /// One step as it ran.
@@ -82,6 +87,17 @@ async fn apply(action: &Action, t: &Targets<'_>) -> Result<(), String> {
             server(member)?.kill().await;
             return Ok(());
         }
+        Action::Drain { member } | Action::Undrain { member } => {
+            let proxy = t
+                .proxy_addrs
+                .get(*member)
+                .ok_or_else(|| format!("no member {member}"))?;
+            return t
+                .control
+                .drain(*proxy, matches!(action, Action::Drain { .. }))
+                .await;
+        }
+        Action::Reload => return t.control.reload().await,
         Action::Restart { member } => {
             return server(member)?.restart().await;
         }

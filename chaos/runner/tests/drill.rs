@@ -562,3 +562,84 @@ fn cli_junit_is_written_only_by_a_finished_run_and_an_unwritable_one_is_named_on
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Operator actions under traffic: a drained member takes no new client until it is undrained,
+/// and a reload in between loses nothing (every byte of every client checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_undrain_and_reload_under_traffic_lose_nothing() {
+    init();
+    let text = r#"
+name = "operate"
+[sluice]
+seed = 11
+[sluice.routes.app]
+pool = "app"
+[sluice.pools.app]
+balance = "round_robin"
+[sluice.pools.app.health]
+interval = "200ms"
+expect = "SLDRHELO"
+
+[[members]]
+name = "a"
+[[members]]
+name = "b"
+
+[traffic]
+clients = 8
+rate = 100
+payload = 4096
+duration = "4s"
+timeout = "3s"
+
+[[timeline]]
+at = "1s"
+action = "drain"
+member = "a"
+[[timeline]]
+at = "1.5s"
+action = "reload"
+[[timeline]]
+at = "2.5s"
+action = "undrain"
+member = "a"
+
+[bounds]
+max_client_failure_ratio = 0.0
+all_bytes_intact = true
+"#;
+    let path = temp_dir("operate").join("operate.toml");
+    std::fs::write(&path, text).unwrap();
+    let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let report = sluice_chaos::run(&scenario, &options()).await.unwrap();
+    assert!(report.passed, "{report}");
+    let at = |kind: &str| {
+        report
+            .injected
+            .iter()
+            .find(|s| s.text.starts_with(kind))
+            .and_then(|s| s.at)
+            .unwrap_or_else(|| panic!("{kind} never ran:\n{report}"))
+    };
+    let (drained, undrained) = (at("drain"), at("undrain"));
+    let during: Vec<_> = report
+        .clients
+        .iter()
+        .filter(|c| c.start > drained && c.end < undrained)
+        .collect();
+    assert!(
+        during.len() > 50,
+        "{} clients while a was drained",
+        during.len()
+    );
+    assert!(
+        during.iter().all(|c| c.member == Some(1)),
+        "a drained member took a new client:\n{report}"
+    );
+    let after = report.clients.iter().filter(|c| c.start > undrained);
+    assert!(
+        after.filter(|c| c.member == Some(0)).count() > 0,
+        "a took clients again once undrained"
+    );
+    assert!(report.to_string().contains("reload sluice"), "{report}");
+}

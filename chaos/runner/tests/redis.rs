@@ -286,9 +286,10 @@ expect = "+PONG"
     };
     wait_accepting(admin, "sluice's admin API");
 
+    // A reload through the admin API mid-drill, as config management does it.
     let text_ = scenario(
         primary.addr,
-        "",
+        "[[timeline]]\nat = \"2.5s\"\naction = \"reload\"\n",
         "ejected_within = \"1s\"\nbackup_serves_within = \"1.5s\"\nreturns_within = \"2s\"\nmax_client_failure_ratio = 0.05\n",
     )
     .replace(
@@ -312,6 +313,7 @@ expect = "+PONG"
     assert_eq!(out.status.code(), Some(0), "{}\n{text_}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("sluice    {listen}")), "{stdout}");
+    assert!(stdout.contains("reload sluice"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
     let ok = report["clients"]

@@ -85,9 +85,13 @@ impl Validator {
         members: &[MemberSpec],
     ) -> Vec<usize> {
         let names: Vec<&String> = match (&s.member, &s.members) {
-            (None, None) if kind == ActionKind::Reset => return Vec::new(),
-            (Some(_), _) | (_, Some(_)) if kind == ActionKind::Reset => {
-                let reason = "reset acts on every proxy; remove member";
+            (None, None) if matches!(kind, ActionKind::Reset | ActionKind::Reload) => {
+                return Vec::new();
+            }
+            (Some(_), _) | (_, Some(_))
+                if matches!(kind, ActionKind::Reset | ActionKind::Reload) =>
+            {
+                let reason = format!("{} acts on every member; remove member", kind.as_str());
                 self.error(format!("timeline[{i}].member"), None, reason);
                 return Vec::new();
             }
@@ -148,11 +152,14 @@ impl Validator {
                 ActionKind::Enable => Action::Enable { member },
                 ActionKind::Kill => Action::Kill { member },
                 ActionKind::Restart => Action::Restart { member },
+                ActionKind::Drain => Action::Drain { member },
+                ActionKind::Undrain => Action::Undrain { member },
                 _ => return None,
             })
         };
         match kind {
             ActionKind::Reset => Some(vec![Action::Reset]),
+            ActionKind::Reload => Some(vec![Action::Reload]),
             ActionKind::AddToxic => {
                 let Some(raw) = &s.toxic else {
                     let reason =
