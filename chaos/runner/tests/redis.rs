@@ -18,9 +18,7 @@ struct Redis {
 
 impl Redis {
     fn start() -> Self {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap();
+        let addr = fixed_addr();
         let child = Command::new("redis-server")
             .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -222,11 +220,28 @@ fn user_member_mistakes_are_scenario_errors_before_anything_starts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A free loopback address (bound, then released).
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
+/// A loopback address for a fixed-address listener (what a deployed sluice's config names):
+/// a port below the kernel's ephemeral range, free now. A port 0 pick released and bound again
+/// later can be taken in between by any connection's ephemeral source port (a health probe,
+/// a client); below the range only an explicit bind could take it, and nothing else here binds
+/// fixed ports.
+fn fixed_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = range - 10_000;
+    let base = 10_000 + (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let port = 10_000 + (base - 10_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port between 10000 and {range}");
 }
 
 /// `sluice run` as deployed, stopped by its PID when dropped.
@@ -245,8 +260,8 @@ impl Drop for Deployed {
 fn a_running_sluice_is_drilled_through_its_route_and_admin_api() {
     let primary = Redis::start();
     let dir = scratch("target");
-    let (listen, admin) = (free_addr(), free_addr());
-    let (primary_proxy, replica_proxy) = (free_addr(), free_addr());
+    let (listen, admin) = (fixed_addr(), fixed_addr());
+    let (primary_proxy, replica_proxy) = (fixed_addr(), fixed_addr());
     let config = dir.join("sluice.toml");
     std::fs::write(
         &config,
