@@ -85,11 +85,11 @@ impl<'a> Rig<'a> {
         for (i, m) in scenario.members.iter().enumerate() {
             match Upstream::start(i as u32, m).await {
                 Ok(server) => servers.push(server),
-                Err(source) => {
+                Err(error) => {
                     kill_all(&servers).await;
                     return Err(DrillError::Member {
                         member: m.name.clone(),
-                        source,
+                        error,
                     });
                 }
             }

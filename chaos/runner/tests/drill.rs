@@ -543,6 +543,11 @@ fn cli_junit_is_written_only_by_a_finished_run_and_an_unwritable_one_is_named_on
     let (code, _, stderr) = run(&good, &junit, Some(format!("http://{closed}")));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("fault injector"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Connection refused").count(),
+        1,
+        "the cause once: {stderr}"
+    );
     assert!(
         !junit.exists(),
         "a drill that could not run writes no JUnit file"
