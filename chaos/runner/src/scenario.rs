@@ -232,6 +232,7 @@ pub struct Bounds {
     pub backup_serves_within: Option<TimeBound>,
     pub max_client_failure_ratio: Option<f64>,
     pub failed_after_ejection: Option<u64>,
+    pub max_refused: Option<u64>,
     pub max_transitions: Option<u32>,
     pub all_bytes_intact: bool,
     pub load_share_of_slow_member_below: Option<f64>,

@@ -171,6 +171,8 @@ pub struct BoundsFile {
     pub backup_serves_within: Option<String>,
     pub max_client_failure_ratio: Option<f64>,
     pub failed_after_ejection: Option<i64>,
+    /// Clients sluice itself turned away: connect refused, or closed before any member spoke.
+    pub max_refused: Option<i64>,
     pub max_transitions: Option<i64>,
     pub all_bytes_intact: Option<bool>,
     pub load_share_of_slow_member_below: Option<f64>,

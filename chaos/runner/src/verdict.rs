@@ -69,6 +69,17 @@ pub fn verdicts(bounds: &Bounds, m: &Measures, members: &[MemberSpec]) -> Vec<Ve
             pass: m.failed_after_ejection <= limit,
         });
     }
+    if let Some(limit) = bounds.max_refused {
+        out.push(Verdict {
+            bound: "max_refused",
+            limit: limit.to_string(),
+            measured: format!(
+                "{} clients refused or closed by sluice before any member answered",
+                m.refused
+            ),
+            pass: m.refused <= limit,
+        });
+    }
     if let Some(limit) = bounds.max_transitions {
         let (member, most) = m
             .transitions

@@ -611,6 +611,7 @@ member = "a"
 
 [bounds]
 max_client_failure_ratio = 0.0
+max_refused = 0
 all_bytes_intact = true
 "#;
     let path = temp_dir("operate").join("operate.toml");
@@ -647,4 +648,6 @@ all_bytes_intact = true
         "a took clients again once undrained"
     );
     assert!(report.to_string().contains("reload sluice"), "{report}");
+    assert_eq!(report.measures.refused, 0, "{report}");
+    assert!(report.to_string().contains("PASS  max_refused = 0"), "{report}");
 }

@@ -90,6 +90,7 @@ fn drill_report(ejected_within: Duration) -> Report {
         returns: vec![],
         backup: vec![],
         failed_after_ejection: 0,
+        refused: 0,
         transitions: vec![0, 2, 0],
         slow_shares: vec![],
         bytes: BytesCheck {

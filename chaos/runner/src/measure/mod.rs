@@ -14,7 +14,7 @@ use super::observe::History;
 use super::report::{ms, opt_ms};
 use super::scenario::Scenario;
 use super::timeline::Injected;
-use super::traffic::ClientRecord;
+use super::traffic::{ClientRecord, Outcome};
 
 mod accounting;
 pub use accounting::{BytesCheck, Disagreement, FirstRedial, Redials};
@@ -40,6 +40,9 @@ pub struct Measures {
     pub returns: Vec<Return>,
     pub backup: Vec<BackupServe>,
     pub failed_after_ejection: u64,
+    /// Clients sluice turned away itself: connect refused, or closed (FIN or reset) before any
+    /// member's banner arrived. A reload or restart that drops its listener shows here.
+    pub refused: u64,
     /// Health flips per member, in member order.
     pub transitions: Vec<usize>,
     pub slow_shares: Vec<Share>,
@@ -139,6 +142,16 @@ pub fn measure(i: &Inputs<'_>) -> Measures {
     Measures {
         clients: totals(i.clients),
         failed_after_ejection: failed_after_ejection(i.clients, &windows, &ejections),
+        refused: i
+            .clients
+            .iter()
+            .filter(|c| {
+                c.outcome == Outcome::Refused
+                    || (matches!(c.outcome, Outcome::Reset | Outcome::ClosedEarly)
+                        && c.member.is_none()
+                        && c.detail.is_none())
+            })
+            .count() as u64,
         backup: backup(i, &windows),
         ejections,
         returns,

@@ -76,6 +76,7 @@ impl Validator {
                 b.max_client_failure_ratio,
             ),
             failed_after_ejection: count(self, "failed_after_ejection", b.failed_after_ejection),
+            max_refused: count(self, "max_refused", b.max_refused),
             max_transitions: count(self, "max_transitions", b.max_transitions).map(|n| n as u32),
             all_bytes_intact: b.all_bytes_intact.unwrap_or(false),
             load_share_of_slow_member_below: ratio(

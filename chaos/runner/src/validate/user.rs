@@ -124,6 +124,14 @@ impl Validator {
                 ),
             );
         }
+        if bounds.max_refused.is_some() && command.is_some() {
+            self.error(
+                "bounds.max_refused",
+                None,
+                "needs the built-in clients: a command's exit status cannot tell sluice \
+                 refusing it from the member failing it",
+            );
+        }
         if bounds.all_bytes_intact && (command.is_some() || !user_members.is_empty()) {
             self.error(
                 "bounds.all_bytes_intact",
