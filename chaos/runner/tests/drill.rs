@@ -649,5 +649,8 @@ all_bytes_intact = true
     );
     assert!(report.to_string().contains("reload sluice"), "{report}");
     assert_eq!(report.measures.refused, 0, "{report}");
-    assert!(report.to_string().contains("PASS  max_refused = 0"), "{report}");
+    assert!(
+        report.to_string().contains("PASS  max_refused = 0"),
+        "{report}"
+    );
 }
