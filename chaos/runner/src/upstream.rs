@@ -121,7 +121,9 @@ impl Drop for Process {
     }
 }
 
-fn kill_group(child: &Child) {
+/// SIGKILL to the process group `child` leads (one the drill created with `process_group(0)`):
+/// the shell and whatever it started.
+pub(crate) fn kill_group(child: &Child) {
     if let Some(pid) = child
         .id()
         .and_then(|id| rustix::process::Pid::from_raw(id as i32))
@@ -135,15 +137,8 @@ fn free_port() -> io::Result<SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
-/// `{port}` (and `{host}`) substituted.
-pub fn substitute(template: &str, addr: SocketAddr) -> String {
-    template
-        .replace("{port}", &addr.port().to_string())
-        .replace("{host}", &addr.ip().to_string())
-}
-
 async fn spawn_ready(template: &str, addr: SocketAddr) -> io::Result<Child> {
-    let command = substitute(template, addr);
+    let command = super::workload::substitute(template, addr);
     let mut child = Command::new("sh")
         .args(["-c", &command])
         .stdin(Stdio::null())

@@ -20,7 +20,8 @@ use super::traffic::{ClientRecord, Outcome};
 /// Bytes of a failed run's stderr kept for the report.
 const STDERR_TAIL: usize = 400;
 
-/// `{host}`, `{port}`, `{listen}` (= `host:port`) replaced by `target`'s parts.
+/// `{host}`, `{port}`, `{listen}` (= `host:port`) replaced by `target`'s parts: the route
+/// under drill for a traffic command, the picked port for a `start` member.
 pub fn substitute(template: &str, target: SocketAddr) -> String {
     template
         .replace("{listen}", &target.to_string())
@@ -110,12 +111,7 @@ async fn execute(line: &str, timeout: Duration) -> (Outcome, Option<String>) {
             )
         }
         Err(_) => {
-            if let Some(pid) = child
-                .id()
-                .and_then(|id| rustix::process::Pid::from_raw(id as i32))
-            {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
+            super::upstream::kill_group(&child);
             let _ = child.wait().await;
             (Outcome::Timeout, Some(format!("killed after {timeout:?}")))
         }
