@@ -147,7 +147,10 @@ pub struct Setup {
 pub fn build(setup: Setup, i: &Inputs<'_>) -> Report {
     let s: &Scenario = i.scenario;
     let measures = measure::measure(i);
-    let verdicts = verdict::verdicts(&s.bounds, &measures, &s.members);
+    let mut verdicts = verdict::verdicts(&s.bounds, &measures, &s.members);
+    if let Some(command) = s.traffic.command.as_ref().filter(|c| c.every.is_none()) {
+        verdicts.push(verdict::workload_exit(&command.command, i.clients));
+    }
     let passed = verdicts.iter().all(|v| v.pass);
     let events = events(&setup, i, &measures);
     Report {

@@ -212,15 +212,20 @@ pub(crate) fn render_setup(f: &mut fmt::Formatter<'_>, s: &Setup<'_>) -> fmt::Re
     }
     let t = s.traffic;
     if let Some(command) = &t.command {
-        let pace = t
-            .every
-            .map_or_else(|| "once".to_string(), |e| format!("every {}", human(e)));
-        return writeln!(
-            f,
-            "traffic   `{command}` {pace}, {}, timeout {} (each run is one client)",
-            human(t.duration),
-            human(t.timeout)
-        );
+        return match t.every {
+            Some(every) => writeln!(
+                f,
+                "traffic   `{command}` every {}, {}, timeout {} (each run is one client)",
+                human(every),
+                human(t.duration),
+                human(t.timeout)
+            ),
+            None => writeln!(
+                f,
+                "traffic   `{command}` once, at most {} (its exit status is a verdict)",
+                human(t.duration)
+            ),
+        };
     }
     let payload = if t.payload_min == t.payload_max {
         format!("{} B", t.payload_min)

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::measure::Measures;
 use super::scenario::{Bounds, MemberSpec, TimeBound};
+use super::traffic::{ClientRecord, Outcome};
 
 /// One bound, what was measured, and whether it was met.
 #[derive(Clone, Debug, Serialize)]
@@ -165,6 +166,25 @@ pub fn limit_text(limit: TimeBound) -> String {
         format!("explain ({})", sluice::budget::format_duration(limit.limit))
     } else {
         humantime::format_duration(limit.limit).to_string()
+    }
+}
+
+/// A `[traffic] command` without `every` is one run of the user's own test (a benchmark, an
+/// integration suite): its exit status is a verdict of its own, whatever the bounds say.
+pub fn workload_exit(command: &str, runs: &[ClientRecord]) -> Verdict {
+    let (measured, pass) = match runs {
+        [run] => match (&run.outcome, &run.detail) {
+            (Outcome::Ok, _) => ("exit status: 0".to_string(), true),
+            (_, Some(detail)) => (detail.clone(), false),
+            (outcome, None) => (format!("{outcome:?}"), false),
+        },
+        _ => (format!("{} runs instead of one", runs.len()), false),
+    };
+    Verdict {
+        bound: "workload_exit",
+        limit: format!("`{command}` exits 0"),
+        measured,
+        pass,
     }
 }
 

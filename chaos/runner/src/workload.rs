@@ -2,7 +2,8 @@
 //! `{host}`, `{port}` and `{listen}` naming the route under drill. Each run is one client: ok
 //! when it exits 0 within `traffic.timeout`; a slower run is killed (its process group) and
 //! counts as a timeout. With `every`, a run starts every period until the traffic's duration
-//! (runs may overlap, like clients); without, the command runs once.
+//! (runs may overlap, like clients); without, the command runs once, bounded by the duration,
+//! and its exit status is a verdict of its own (`verdict::workload_exit`).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -40,7 +41,7 @@ pub async fn run(
     let mut runs = JoinSet::new();
     match command.every {
         None => {
-            runs.spawn(one(0, line, traffic.timeout, t0));
+            runs.spawn(one(0, line, traffic.duration, t0));
         }
         Some(every) => {
             let mut ticks = tokio::time::interval_at(t0, every);

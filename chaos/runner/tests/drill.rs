@@ -266,6 +266,11 @@ fn bad_scenarios_name_file_key_and_reason() {
             "bad.toml: traffic.clinets = 1: unknown key; did you mean clients?",
         ),
         (
+            "[traffic]\ncommand = \"true\"\ntimeout = \"1s\"\n",
+            "bad.toml: traffic.timeout: limits runs started by `every`; a single run is bounded \
+             by traffic.duration",
+        ),
+        (
             "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
              [traffic]\n[[timeline]]\nat = \"1s\"\naction = \"kill\"\nmember = \"z\"\n",
             "bad.toml: timeline[0].member = \"z\": no such member (defined: a)",
@@ -652,5 +657,42 @@ all_bytes_intact = true
     assert!(
         report.to_string().contains("PASS  max_refused = 0"),
         "{report}"
+    );
+}
+
+/// `[traffic] command` without `every`: the user's command runs once, through the route, and
+/// its exit status is a verdict of its own beside the bounds (here there are none): 0 passes,
+/// anything else fails with the status and the tail of its stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_workload_run_is_judged_by_its_exit_status() {
+    init();
+    let scenario = |tail: &str| {
+        let text = format!(
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n\
+             [[members]]\nname = \"a\"\n\
+             [traffic]\nduration = \"5s\"\n\
+             command = \"bash -c 'exec 3<>/dev/tcp/{{host}}/{{port}} && head -c 8 <&3 | grep -q SLDRHELO{tail}'\"\n"
+        );
+        Scenario::from_str(&text, Path::new("once.toml")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let passing = sluice_chaos::run(&scenario(""), &options()).await.unwrap();
+    let verdict = |r: &Report| {
+        r.verdicts
+            .iter()
+            .find(|v| v.bound == "workload_exit")
+            .cloned()
+            .unwrap_or_else(|| panic!("no workload_exit verdict:\n{r}"))
+    };
+    assert!(passing.passed, "{passing}");
+    assert_eq!(verdict(&passing).measured, "exit status: 0");
+    assert_eq!(passing.measures.clients.total, 1);
+
+    let failing = sluice_chaos::run(&scenario(" && echo gone >&2 && exit 3"), &options())
+        .await
+        .unwrap();
+    assert!(!failing.passed, "{failing}");
+    assert_eq!(
+        verdict(&failing).measured,
+        "exit status: 3; stderr: \"gone\""
     );
 }

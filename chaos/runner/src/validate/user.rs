@@ -85,6 +85,13 @@ impl Validator {
             }
         }
         let every = t.every.map(|d| d.0);
+        if every.is_none() && t.timeout.is_some() {
+            self.error(
+                "traffic.timeout",
+                None,
+                "limits runs started by `every`; a single run is bounded by traffic.duration",
+            );
+        }
         if let Some(every) = every
             && !(std::time::Duration::from_millis(10)..=std::time::Duration::from_secs(60))
                 .contains(&every)
