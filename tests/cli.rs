@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Behavior, Upstream, temp_dir};
+use common::{Behavior, Upstream};
 use sluice_testkit::eventually;
+use sluice_testkit::scratch_dir;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -134,7 +135,7 @@ async fn fetch(addr: SocketAddr) -> Vec<u8> {
 #[tokio::test]
 async fn run_logs_json_serves_and_exits_zero_on_sigterm() {
     let upstream = Upstream::start(Behavior::Identify(b'u')).await;
-    let dir = temp_dir("cli");
+    let dir = scratch_dir("cli");
     let mut sluice = Running::start(&write_config(&dir, upstream.addr, "")).await;
     assert_eq!(fetch(sluice.addr).await, b"u");
 
@@ -178,7 +179,7 @@ async fn run_logs_json_serves_and_exits_zero_on_sigterm() {
 #[tokio::test]
 async fn access_log_file_gets_one_line_per_connection_and_reopens_on_sigusr1() {
     let upstream = Upstream::start(Behavior::Identify(b'u')).await;
-    let dir = temp_dir("access");
+    let dir = scratch_dir("access");
     let log = dir.join("access.log");
     let extra = format!("access_log = {:?}", log.display().to_string());
     let mut sluice = Running::start(&write_config(&dir, upstream.addr, &extra)).await;
@@ -244,7 +245,7 @@ async fn access_log_file_gets_one_line_per_connection_and_reopens_on_sigusr1() {
 async fn early_close_redial_spends_one_rate_token_and_the_access_line_counts_it() {
     let resetter = common::Resetter::start().await;
     let live = Upstream::start(Behavior::Echo).await;
-    let dir = temp_dir("redial");
+    let dir = scratch_dir("redial");
     let path = dir.join("sluice.toml");
     // Smooth weighted round robin picks the heaviest member first: the resetter.
     std::fs::write(

@@ -9,9 +9,10 @@ mod harness;
 
 use std::sync::Arc;
 
-use common::{Behavior, Sluice, Upstream, temp_dir};
+use common::{Behavior, Sluice, Upstream};
 use harness::{DEADLINE, echo};
 use sluice_testkit::eventually;
+use sluice_testkit::scratch_dir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,7 +23,7 @@ use tokio::net::TcpStream;
 async fn a_finished_run_frees_its_state_and_closes_its_sockets() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let upstream = Upstream::start(Behavior::Echo).await;
-    let dir = temp_dir("lifecycle");
+    let dir = scratch_dir("lifecycle");
     let file = dir.join("sluice.toml");
     std::fs::write(
         &file,

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Behavior, Upstream, temp_dir};
+use common::{Behavior, Upstream};
 use sluice::config;
 use sluice::{Server, Shutdown};
+use sluice_testkit::scratch_dir;
 use sluice_testkit::{checksum, eventually, eventually_async, payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -85,7 +86,7 @@ fn config_text(members: &[SocketAddr], balance: &str, extra_route: bool) -> Stri
 async fn reload_under_load_keeps_streams_and_listeners_and_adds_members() {
     let a = Upstream::start(Behavior::Echo).await;
     let b = Upstream::start(Behavior::Echo).await;
-    let dir = temp_dir("reload");
+    let dir = scratch_dir("reload");
     let file = dir.join("sluice.toml");
     write(&file, &config_text(&[a.addr], "round_robin", true));
     let server = Server::bind(config::from_file(&file).unwrap())
@@ -189,7 +190,7 @@ async fn reload_under_load_keeps_streams_and_listeners_and_adds_members() {
 #[tokio::test]
 async fn broken_reload_keeps_the_old_config_and_reports_why() {
     let a = Upstream::start(Behavior::Identify(b'a')).await;
-    let dir = temp_dir("badreload");
+    let dir = scratch_dir("badreload");
     let file = dir.join("sluice.toml");
     let good = format!(
         "[admin]\nlisten = \"127.0.0.1:0\"\n{}",
@@ -245,7 +246,7 @@ async fn broken_reload_keeps_the_old_config_and_reports_why() {
 #[tokio::test]
 async fn route_limits_keep_counting_live_connections_across_a_reload() {
     let a = Upstream::start(Behavior::Echo).await;
-    let dir = temp_dir("limitreload");
+    let dir = scratch_dir("limitreload");
     let file = dir.join("sluice.toml");
     let text = config_text(&[a.addr], "round_robin", false)
         .replace("pool = \"web\"\n", "pool = \"web\"\nmax_connections = 1\n");

@@ -5,12 +5,16 @@
 //!   for the caller to assert on; [`within`] bounds a single future.
 //! - [`bytes`]: seeded pseudo-random payloads ([`payload`], or [`PayloadStream`] a word at a
 //!   time for large transfers) and checksums to compare them ([`checksum`], [`StreamChecksum`]).
+//! - [`process`]: a fresh scratch directory per test process ([`scratch_dir`]) and a finished
+//!   command's output for an assertion message ([`output_text`]).
 //!
 //! Nothing here knows sluice: the forwarder-specific rigs (upstreams, a running sluice) stay in
 //! the test crates and build on these.
 
 pub mod bytes;
+pub mod process;
 pub mod wait;
 
 pub use bytes::{PayloadStream, StreamChecksum, Xorshift, checksum, payload};
+pub use process::{output_text, scratch_dir};
 pub use wait::{POLL, eventually, eventually_async, settle, within};

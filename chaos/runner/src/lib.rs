@@ -40,6 +40,7 @@ pub mod measure;
 pub mod members;
 pub mod observe;
 mod parse;
+pub mod ports;
 pub mod report;
 mod rig;
 mod runner;

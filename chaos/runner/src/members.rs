@@ -1,4 +1,6 @@
-//! The drill's upstream servers: one per scenario member, in this process, on 127.0.0.1:0.
+//! The drill's upstream servers: one per scenario member, in this process, on a fixed loopback
+//! port ([`ports`](super::ports): one no connection's ephemeral source port can take while the
+//! member is down).
 //!
 //! Each speaks the [`wire`] protocol as an echo or a sink. `kill` stops one the way
 //! a crash does (listener closed, every connection dropped) and `restart` brings it back on the
@@ -37,9 +39,9 @@ struct Running {
 // === impl MemberServer ===
 
 impl MemberServer {
-    /// Starts member `index` on 127.0.0.1 with a port the kernel picks.
+    /// Starts member `index` on 127.0.0.1, on a port below the ephemeral range.
     pub async fn start(index: u32, kind: ServerKind) -> io::Result<Self> {
-        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let listener = listen(super::ports::fixed_loopback()?)?;
         let addr = listener.local_addr()?;
         let server = Self {
             index,

@@ -87,7 +87,7 @@ pub struct Process {
 
 impl Process {
     async fn start(template: &str) -> io::Result<Self> {
-        let addr = free_port()?;
+        let addr = super::ports::fixed_loopback()?;
         let child = spawn_ready(template, addr).await?;
         Ok(Self {
             template: template.to_string(),
@@ -130,11 +130,6 @@ pub(crate) fn kill_group(child: &Child) {
     {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
-}
-
-/// A loopback port nothing listens on now (bound, then released).
-fn free_port() -> io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
 async fn spawn_ready(template: &str, addr: SocketAddr) -> io::Result<Child> {

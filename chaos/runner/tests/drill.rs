@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sluice_chaos::{InjectorChoice, Report, RunOptions, Scenario};
+use sluice_testkit::scratch_dir;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -103,7 +104,7 @@ async fn member_down_meets_what_explain_promises() {
         2,
         "member-down's bounds moved"
     );
-    let path = temp_dir("explain").join("member-down-explained.toml");
+    let path = scratch_dir("drill-explain").join("member-down-explained.toml");
     std::fs::write(&path, explained).unwrap();
     let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
     let report = sluice_chaos::run(&scenario, &options()).await.unwrap();
@@ -308,15 +309,9 @@ fn bad_scenarios_name_file_key_and_reason() {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-drill-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn cli_exit_codes_are_64_for_a_bad_scenario_and_1_for_a_missed_bound() {
-    let dir = temp_dir("cli");
+    let dir = scratch_dir("drill-cli");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[traffic]\nrate = \"fast\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice-chaos"))
@@ -368,7 +363,7 @@ fn elements<'a, 'i>(node: roxmltree::Node<'a, 'i>) -> Vec<roxmltree::Node<'a, 'i
 
 #[test]
 fn cli_junit_has_a_failure_on_the_missed_bound_alone() {
-    let dir = temp_dir("junit");
+    let dir = scratch_dir("drill-junit");
     // b is killed and restarted; no client can be served within 1ns of the restart (nor can
     // one never served again pass), while the other two bounds hold with room to spare.
     let scenario = dir.join("junit.toml");
@@ -509,7 +504,7 @@ fn cli_junit_has_a_failure_on_the_missed_bound_alone() {
 
 #[test]
 fn cli_junit_is_written_only_by_a_finished_run_and_an_unwritable_one_is_named_once() {
-    let dir = temp_dir("junit-files");
+    let dir = scratch_dir("drill-junit-files");
     let junit = dir.join("report.xml");
     let run = |scenario: &Path, junit: &Path, toxiproxy: Option<String>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-chaos"));
@@ -619,7 +614,7 @@ max_client_failure_ratio = 0.0
 max_refused = 0
 all_bytes_intact = true
 "#;
-    let path = temp_dir("operate").join("operate.toml");
+    let path = scratch_dir("drill-operate").join("operate.toml");
     std::fs::write(&path, text).unwrap();
     let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
     let report = sluice_chaos::run(&scenario, &options()).await.unwrap();

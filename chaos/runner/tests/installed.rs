@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sluice_testkit::{output_text, scratch_dir};
+
 /// `target/<profile>/sluice`: `cargo test --workspace` builds it for the forwarder's own
 /// integration tests, in the directory where cargo puts this crate's executable too.
 fn sluice_binary() -> PathBuf {
@@ -19,13 +21,12 @@ fn sluice_binary() -> PathBuf {
     sluice
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-installed-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+/// A scratch directory with an empty `bin/` to install into.
+fn install_dir(name: &str) -> PathBuf {
+    let dir = scratch_dir(&format!("installed-{name}"));
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     dir
 }
-
 /// Runs `bin/sluice ARGS` in `dir` with an environment that has no cargo, no rustup and no
 /// source tree: PATH is the install directory and the system's own.
 fn run_installed(dir: &Path, args: &[&str]) -> Output {
@@ -42,18 +43,9 @@ fn run_installed(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn an_installed_pair_runs_a_drill_without_cargo_or_sources() {
-    let dir = scratch("pair");
+    let dir = install_dir("pair");
     std::fs::copy(sluice_binary(), dir.join("bin/sluice")).unwrap();
     std::fs::copy(
         env!("CARGO_BIN_EXE_sluice-chaos"),
@@ -84,7 +76,7 @@ fn an_installed_pair_runs_a_drill_without_cargo_or_sources() {
             "3",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("(embedded)"), "{stdout}");
     let report: serde_json::Value =
@@ -96,10 +88,10 @@ fn an_installed_pair_runs_a_drill_without_cargo_or_sources() {
 
 #[test]
 fn sluice_drill_without_sluice_chaos_names_what_is_missing() {
-    let dir = scratch("alone");
+    let dir = install_dir("alone");
     std::fs::copy(sluice_binary(), dir.join("bin/sluice")).unwrap();
     let out = run_installed(&dir, &["drill", "member-down.toml"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let beside = dir.join("bin/sluice-chaos");
     assert!(
@@ -115,7 +107,7 @@ fn sluice_drill_without_sluice_chaos_names_what_is_missing() {
 
 #[test]
 fn sluice_chaos_options_reach_it_through_sluice() {
-    let dir = scratch("help");
+    let dir = install_dir("help");
     std::fs::copy(sluice_binary(), dir.join("bin/sluice")).unwrap();
     std::fs::copy(
         env!("CARGO_BIN_EXE_sluice-chaos"),
@@ -123,7 +115,7 @@ fn sluice_chaos_options_reach_it_through_sluice() {
     )
     .unwrap();
     let out = run_installed(&dir, &["drill", "--help"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("--json <FILE>") && stdout.contains("--junit <FILE>"),

@@ -3,11 +3,12 @@
 //! theirs, and the drill fronts it (`addr`); the replica is a `start` member the drill owns.
 //! Traffic is `redis-cli PING`, one run per client.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use sluice_testkit::{output_text, scratch_dir};
 use tokio::time::Instant;
 
 /// A `redis-server` this test started; killed by its PID when dropped.
@@ -47,13 +48,6 @@ fn wait_accepting(addr: SocketAddr, what: &str) {
         assert!(Instant::now() < deadline, "{what} never accepted on {addr}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-redis-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A drill of `primary` (addr) and a started replica: the primary's proxy is disabled at 1.5s
@@ -121,19 +115,10 @@ fn drill(dir: &Path, text: &str) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn a_redis_primary_fails_over_to_a_started_replica_and_returns() {
     let primary = Redis::start();
-    let dir = scratch("pass");
+    let dir = scratch_dir("redis-pass");
     let bounds = r#"
 ejected_within = "1s"
 backup_serves_within = "1.5s"
@@ -141,7 +126,7 @@ returns_within = "2s"
 max_client_failure_ratio = 0.05
 "#;
     let out = drill(&dir, &scenario(primary.addr, "", bounds));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
@@ -178,10 +163,10 @@ max_client_failure_ratio = 0.05
 #[test]
 fn an_impossible_bound_fails_the_redis_drill_and_its_junit_names_it() {
     let primary = Redis::start();
-    let dir = scratch("fail");
+    let dir = scratch_dir("redis-fail");
     let bounds = "backup_serves_within = \"1.5s\"\nreturns_within = \"1ns\"\n";
     let out = drill(&dir, &scenario(primary.addr, "", bounds));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let xml = std::fs::read_to_string(dir.join("report.xml")).unwrap();
     assert!(xml.contains("failures=\"1\""), "{xml}");
     let failing = xml
@@ -195,13 +180,13 @@ fn an_impossible_bound_fails_the_redis_drill_and_its_junit_names_it() {
 
 #[test]
 fn user_member_mistakes_are_scenario_errors_before_anything_starts() {
-    let dir = scratch("bad");
+    let dir = scratch_dir("redis-bad");
     let primary: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let kill = "[[timeline]]\nat = \"4s\"\naction = \"kill\"\nmember = \"primary\"\n";
     let text_ = scenario(primary, kill, "all_bytes_intact = true")
         .replace("redis-cli -h", "no-such-redis-cli -h");
     let out = drill(&dir, &text_);
-    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(64), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "redis.toml: traffic.command = \"no-such-redis-cli -h {host} -p {port} PING\": \
@@ -220,28 +205,9 @@ fn user_member_mistakes_are_scenario_errors_before_anything_starts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A loopback address for a fixed-address listener (what a deployed sluice's config names):
-/// a port below the kernel's ephemeral range, free now. A port 0 pick released and bound again
-/// later can be taken in between by any connection's ephemeral source port (a health probe,
-/// a client); below the range only an explicit bind could take it, and nothing else here binds
-/// fixed ports.
+/// A loopback address for a fixed-address listener (what a deployed sluice's config names).
 fn fixed_addr() -> SocketAddr {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let span = range - 10_000;
-    let base = 10_000 + (std::process::id() % u32::from(span)) as u16;
-    for _ in 0..span {
-        let port = 10_000 + (base - 10_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        if TcpListener::bind(addr).is_ok() {
-            return addr;
-        }
-    }
-    panic!("no free port between 10000 and {range}");
+    sluice_chaos::ports::fixed_loopback().expect("a free loopback port")
 }
 
 /// `sluice run` as deployed, stopped by its PID when dropped.
@@ -259,7 +225,7 @@ impl Drop for Deployed {
 #[test]
 fn a_running_sluice_is_drilled_through_its_route_and_admin_api() {
     let primary = Redis::start();
-    let dir = scratch("target");
+    let dir = scratch_dir("redis-target");
     let (listen, admin) = (fixed_addr(), fixed_addr());
     let (primary_proxy, replica_proxy) = (fixed_addr(), fixed_addr());
     let config = dir.join("sluice.toml");
@@ -325,7 +291,7 @@ expect = "+PONG"
             &format!("tier = 1\nproxy = \"{replica_proxy}\"\n"),
         );
     let out = drill(&dir, &text_);
-    assert_eq!(out.status.code(), Some(0), "{}\n{text_}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}\n{text_}", output_text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("sluice    {listen}")), "{stdout}");
     assert!(stdout.contains("reload sluice"), "{stdout}");
