@@ -24,6 +24,8 @@ struct Status {
 struct RouteStatus {
     listen: Vec<SocketAddr>,
     pool: String,
+    #[serde(default)]
+    active: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +73,33 @@ impl Admin {
                 self.addr
             )
         })
+    }
+
+    /// Waits until the route on `listen` has no open connection, or `deadline`; returns whether
+    /// it got there. sluice writes a connection's access line before it stops counting it as
+    /// active, so once the route is idle every line of the drill's connections is in the file.
+    /// A deployed sluice with other clients on the route may never get there: then the drill
+    /// goes on at the deadline and says so.
+    pub async fn wait_route_idle(
+        &self,
+        listen: SocketAddr,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        loop {
+            let idle = self.status().await.is_ok_and(|s| {
+                s.routes
+                    .iter()
+                    .filter(|r| r.listen.contains(&listen))
+                    .all(|r| r.active == 0)
+            });
+            if idle {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// `POST path`; any 2xx is success, anything else names the status and body.

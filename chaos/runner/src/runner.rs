@@ -20,6 +20,10 @@ use super::rig::{self, Rig};
 use super::scenario::Scenario;
 use super::{DrillError, access, admin, observe, timeline, traffic, workload};
 
+/// How long a `[target]` drill waits, once its traffic ended, for the route's connections to
+/// close (and their access lines to be written) before it stops reading the access log.
+const TARGET_IDLE_WAIT: Duration = Duration::from_secs(3);
+
 /// Knobs for one run.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -100,6 +104,17 @@ async fn drill(
     let history = sampler.await.unwrap_or_default();
 
     rig.stop_sluice().await;
+    if let Some(target) = scenario.target.as_ref().filter(|t| t.access_log.is_some()) {
+        let admin = admin::Admin { addr: target.admin };
+        let deadline = Instant::now() + TARGET_IDLE_WAIT;
+        if !admin.wait_route_idle(rig.listen, deadline).await {
+            tracing::warn!(
+                listen = %rig.listen,
+                "the target's route still had open connections {TARGET_IDLE_WAIT:?} after the \
+                 traffic ended; access lines written after now are not attributed"
+            );
+        }
+    }
     stop_following.cancel();
     let access = match follower {
         Some(follower) => match follower.await {

@@ -304,6 +304,18 @@ expect = "+PONG"
         .filter(|c| c["outcome"] == "ok")
         .count();
     assert!(ok > 80, "{ok} runs served by the deployed sluice");
+    // Every served run is placed on a member from the deployed sluice's access log, the last
+    // ones too: the drill reads the log until the route has no open connection.
+    let unplaced: Vec<&serde_json::Value> = report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "ok" && c["member"].is_null())
+        .collect();
+    assert!(
+        unplaced.is_empty(),
+        "served runs with no member: {unplaced:?}"
+    );
     let xml = std::fs::read_to_string(dir.join("report.xml")).unwrap();
     assert!(xml.contains("failures=\"0\""), "{xml}");
     std::fs::remove_dir_all(&dir).unwrap();
