@@ -12,6 +12,8 @@
 //! - [`telemetry`]: metric names, the Prometheus recorder, the access log.
 //! - [`budget`]: worst-case failover times per pool from a validated config, with their
 //!   arithmetic (`sluice check --explain`; drill bounds).
+//! - [`resources`]: the process's own descriptor limit, the connection capacity it carries,
+//!   and telling a local shortage (EMFILE, ...) from a member's failure.
 //! - [`admin`]: the admin HTTP API (status, drain/enable, reload, `/metrics`) when `[admin]`
 //!   is set.
 //!
@@ -25,6 +27,7 @@ pub mod config;
 pub mod connect;
 pub mod health;
 pub mod relay;
+pub mod resources;
 pub mod route;
 pub mod server;
 

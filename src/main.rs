@@ -161,6 +161,12 @@ fn check(path: &Path, explain: bool, json: bool) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    // `run` raises the soft descriptor limit to the hard one: judge the cap against that.
+    let members = config.pools.iter().map(|p| p.members.len()).sum();
+    let capacity = sluice::resources::Capacity::of(sluice::resources::hard_fd_limit(), members);
+    if let Some(warning) = sluice::resources::cap_warning(config.max_connections, capacity) {
+        eprintln!("{}: warning: {warning}", config.source_name());
+    }
     let mut out = String::new();
     if json {
         let pools: Vec<_> = budget::explain(&config)
@@ -259,6 +265,7 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
 /// `sluice::server::Workers`), the control plane (health checks, admin, reloads, signals) on
 /// this thread.
 fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> anyhow::Result<()> {
+    size_for_fd_limit(&config);
     let workers = Workers::start(config.worker_count()).context("starting the worker threads")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -285,6 +292,36 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
     // After the drain: nothing is left on the workers but what the cut already ended.
     workers.stop();
     result
+}
+
+/// Raises the soft descriptor limit to the hard one and says what it carries; a configured
+/// `max_connections` beyond that is a warning (the cap without one is derived from it).
+fn size_for_fd_limit(config: &Config) {
+    use sluice::resources::{self, Capacity};
+    let limit = match resources::raise_fd_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!(error = %e, "cannot raise the descriptor limit; keeping the soft limit");
+            let soft = resources::current_fd_limit();
+            resources::FdLimit {
+                soft,
+                hard: resources::hard_fd_limit(),
+                raised_from: None,
+            }
+        }
+    };
+    let members = config.pools.iter().map(|p| p.members.len()).sum();
+    let capacity = Capacity::of(limit.soft, members);
+    info!(
+        fd_limit = limit.soft,
+        raised_from = limit.raised_from,
+        connections = capacity.connections,
+        max_connections = config.max_connections.unwrap_or(capacity.connections),
+        "descriptor limit"
+    );
+    if let Some(warning) = resources::cap_warning(config.max_connections, capacity) {
+        warn!("{}: {warning}", config.source_name());
+    }
 }
 
 /// First SIGTERM/SIGINT: graceful stop. Second: cut live connections now.

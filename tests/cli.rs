@@ -2,108 +2,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::running::Running;
 use common::{Behavior, Upstream};
 use sluice_testkit::eventually;
 use sluice_testkit::scratch_dir;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::UnboundedReceiver;
-
-/// A `sluice --log-format json run` child process and its stderr, line by line. Dropped
-/// without `stop` (a failed assertion), it kills the child so no sluice outlives the test.
-struct Running {
-    child: Option<Child>,
-    lines: UnboundedReceiver<serde_json::Value>,
-    addr: SocketAddr,
-}
-
-impl Running {
-    /// Starts sluice on `config` and waits for its "listening" line (which names the port).
-    async fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let json: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-                if tx.send(json).is_err() {
-                    break;
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let json = lines.recv().await.expect("sluice exited before listening");
-                if json["message"] == "listening" {
-                    return json["addr"].as_str().unwrap().parse().unwrap();
-                }
-            }
-        })
-        .await
-        .expect("no listening line within 10s");
-        Self {
-            child: Some(child),
-            lines,
-            addr,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([name, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    /// Sends SIGTERM, checks the exit code is 0, and returns every remaining log line.
-    async fn stop(mut self) -> Vec<serde_json::Value> {
-        self.signal("-TERM");
-        let mut child = self.child.take().expect("running");
-        let exit = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            exit.code(),
-            Some(0),
-            "sluice exits 0 after SIGTERM (killed by signal {:?})",
-            std::os::unix::process::ExitStatusExt::signal(&exit)
-        );
-        // The child has exited, so its stderr reaches EOF and the channel closes after the
-        // last line.
-        let mut rest = Vec::new();
-        while let Some(line) = self.lines.recv().await {
-            rest.push(line);
-        }
-        rest
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn write_config(dir: &Path, upstream: SocketAddr, extra: &str) -> PathBuf {
     let path = dir.join("sluice.toml");

@@ -22,6 +22,10 @@ pub enum ConnectError {
     /// Any other socket error (unreachable network, no buffer space...).
     #[error("connect to {member} failed: {source}")]
     Io { member: MemberId, source: io::Error },
+    /// sluice itself ran short (out of descriptors, kernel memory or local ports) while
+    /// connecting to `member`: nothing the member did, so it counts against no member.
+    #[error("no local resource to connect to {member}: {source}")]
+    LocalResource { member: MemberId, source: io::Error },
     /// The member accepted, then closed or reset without sending a byte within `within`.
     #[error("{member} closed the connection without a byte within {within:?} of connect")]
     EarlyClose { member: MemberId, within: Duration },
@@ -95,7 +99,8 @@ impl std::fmt::Display for LimitScope {
 pub enum Fault {
     /// The member misbehaved: counts against it, another member may do better.
     Upstream,
-    /// sluice refused by policy (limits, no member left, breaker open).
+    /// sluice refused by policy (limits, no member left, breaker open), or ran short of its
+    /// own resources (descriptors, memory, local ports).
     Sluice,
     /// The client went away; nothing to say about any member.
     Client,
@@ -104,6 +109,9 @@ pub enum Fault {
 impl ConnectError {
     /// Classifies an error from `TcpStream::connect`.
     pub fn from_io(member: MemberId, source: io::Error) -> Self {
+        if crate::resources::is_local_exhaustion(&source) {
+            return Self::LocalResource { member, source };
+        }
         match source.kind() {
             io::ErrorKind::ConnectionRefused => Self::Refused { member },
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
@@ -120,6 +128,7 @@ impl ConnectError {
             | Self::Refused { member }
             | Self::Reset { member }
             | Self::Io { member, .. }
+            | Self::LocalResource { member, .. }
             | Self::EarlyClose { member, .. }
             | Self::CircuitOpen { member } => Some(member),
             Self::NoEligibleMember(_)
@@ -149,6 +158,7 @@ impl ConnectError {
             | Self::Io { .. }
             | Self::EarlyClose { .. } => Fault::Upstream,
             Self::CircuitOpen { .. }
+            | Self::LocalResource { .. }
             | Self::NoEligibleMember(_)
             | Self::RateLimited { .. }
             | Self::LimitReached { .. } => Fault::Sluice,
@@ -163,6 +173,7 @@ impl ConnectError {
             Self::Refused { .. } => "refused",
             Self::Reset { .. } => "reset",
             Self::Io { .. } => "io_error",
+            Self::LocalResource { .. } => "local_resource",
             Self::EarlyClose { .. } => "early_close",
             Self::CircuitOpen { .. } => "circuit_open",
             Self::NoEligibleMember(_) => "no_member",

@@ -116,7 +116,10 @@ impl Checker {
             };
             let took = started.elapsed();
             self.metrics.duration.record(took.as_secs_f64());
-            if let Err(failure) = &outcome {
+            if let Err(ProbeFailure::LocalResource { error }) = &outcome {
+                let error = std::io::Error::other(error.clone());
+                crate::resources::report_shortage(crate::resources::ShortageAt::Probe, &error);
+            } else if let Err(failure) = &outcome {
                 debug!(
                     pool = %self.pool,
                     member = %self.member.name(),

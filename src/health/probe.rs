@@ -66,6 +66,10 @@ pub enum ProbeFailure {
         kind: io::ErrorKind,
         during: ProbePhase,
     },
+    /// sluice itself ran short (out of descriptors, memory or local ports) before or while
+    /// connecting: the probe says nothing about the member, whose state stays as it was.
+    #[error("no local resource to probe with: {error}")]
+    LocalResource { error: String },
     /// The reply does not start with the expected bytes; `got` holds its first bytes.
     #[error("expect mismatch: got \"{}\"", got.escape_ascii())]
     ExpectMismatch { got: Vec<u8> },
@@ -84,6 +88,11 @@ fn closed_early(got: &[u8]) -> String {
 
 impl ProbeFailure {
     fn from_io(err: io::Error, during: ProbePhase) -> Self {
+        if crate::resources::is_local_exhaustion(&err) {
+            return Self::LocalResource {
+                error: err.to_string(),
+            };
+        }
         match err.kind() {
             io::ErrorKind::ConnectionRefused => Self::Refused,
             io::ErrorKind::ConnectionReset

@@ -72,6 +72,11 @@ impl HealthState {
 
     /// Counts one probe result. Returns the transition it causes, if any, exactly once.
     pub fn observe(&mut self, outcome: Result<(), ProbeFailure>) -> Option<Transition> {
+        // sluice's own shortage (EMFILE, ...) is no observation of the member: neither a
+        // failure nor a pass, and the streak stays where it was.
+        if matches!(outcome, Err(ProbeFailure::LocalResource { .. })) {
+            return None;
+        }
         let needed = match (self.fresh, self.up) {
             (true, _) => 1,
             (false, true) => self.fall,
@@ -166,6 +171,33 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn sluices_own_shortage_is_no_observation_of_the_member() {
+        let short = || {
+            Err(ProbeFailure::LocalResource {
+                error: "Too many open files (os error 24)".into(),
+            })
+        };
+        let mut state = HealthState::new(true, 2, 3);
+        for _ in 0..10 {
+            assert_eq!(state.observe(short()), None);
+        }
+        assert!(state.is_up());
+        // One real failure after them is the first of a streak, not the third.
+        assert_eq!(
+            state.observe(fail()),
+            Some(Transition {
+                to_up: false,
+                reason: "connect refused".into(),
+                after: 1
+            })
+        );
+        for _ in 0..10 {
+            assert_eq!(state.observe(short()), None);
+        }
+        assert!(!state.is_up());
     }
 
     #[test]

@@ -13,8 +13,9 @@ use tower::ServiceExt;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::outcome::Outcome;
-use crate::connect::{ConnectRequest, ConnectStack};
+use crate::connect::{ConnectError, ConnectRequest, ConnectStack};
 use crate::relay::{self, RelayEnd, RelaySettings, Side};
+use crate::resources::{self, ShortageAt};
 use crate::telemetry::access_log::{self, AccessRecord};
 use crate::telemetry::metrics as m;
 
@@ -113,7 +114,13 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr, conn_
         Err(e) => {
             // Dropping the client socket closes it at once: the client learns now rather than
             // after its own timeout.
-            warn!(reason = e.reason(), error = %e, "connect failed; closing client");
+            match &e {
+                // Throttled with the rest of the shortage: under EMFILE every client meets it.
+                ConnectError::LocalResource { source, .. } => {
+                    resources::report_shortage(ShortageAt::Connect, source);
+                }
+                e => warn!(reason = e.reason(), error = %e, "connect failed; closing client"),
+            }
             let member = e.member().map(|m| Arc::clone(&m.name));
             record.member = member.as_deref();
             let (outcome, code) = Outcome::of_connect(&e);

@@ -17,6 +17,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
 use super::connection::{self, RouteContext};
+use crate::resources::{self, ShortageAt};
+use crate::telemetry::throttle::Throttle;
+
+/// Accept errors other than a resource shortage (which `resources` throttles): one line a second.
+static ACCEPT_ERRORS: Throttle = Throttle::new(Duration::from_secs(1));
 
 /// Binds one listen address with the given backlog.
 pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
@@ -66,6 +71,7 @@ pub async fn accept_loop(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    resources::reserve_spare_fd();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -82,8 +88,19 @@ pub async fn accept_loop(
             }
             Err(e) => {
                 // Out of fds or memory: accepting again at once would spin. Back off briefly so
-                // live connections can finish and free what we need.
-                error!(route = %route.name, error = %e, "accept failed; pausing accepts for 50ms");
+                // live connections can finish and free what we need. Every worker's loop meets
+                // it every pause, so the line is throttled with a count of the ones held back.
+                if resources::is_local_exhaustion(&e) {
+                    resources::report_shortage(ShortageAt::Accept, &e);
+                    // A waiting client is closed now rather than left hanging; while there
+                    // are more, take the next one at once (a freed descriptor goes to a real
+                    // accept first, at the top of the loop).
+                    if resources::shed_one(&listener) {
+                        continue;
+                    }
+                } else if let Some(suppressed) = ACCEPT_ERRORS.admit() {
+                    error!(route = %route.name, error = %e, suppressed, "accept failed; pausing accepts for 50ms");
+                }
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}

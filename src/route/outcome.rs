@@ -10,6 +10,7 @@
 //! | `C` | client aborted (reset, error) | `R` | waiting for a resource (limit, rate) |
 //! | `S` | server side: refused, reset, closed early, no member | `C` | connecting to a member |
 //! | `P` | sluice's policy (limit, rate) | `D` | relaying data |
+//! | `R` | sluice's own resources ran out (fds, memory, ports) | | |
 //! | `c` | idle timeout | | |
 //! | `s` | member connect timeout | | |
 //! | `K` | cut at shutdown after the grace period | | |
@@ -26,6 +27,7 @@ pub enum Outcome {
     RejectedRate,
     RejectedLimit,
     NoMember,
+    LocalResource,
     ClientError,
     IdleTimeout,
     Shutdown,
@@ -40,6 +42,7 @@ impl Outcome {
             Self::RejectedRate => "rejected_rate",
             Self::RejectedLimit => "rejected_limit",
             Self::NoMember => "no_member",
+            Self::LocalResource => "local_resource",
             Self::ClientError => "client_error",
             Self::IdleTimeout => "idle_timeout",
             Self::Shutdown => "shutdown",
@@ -55,6 +58,8 @@ impl Outcome {
             ConnectError::NoEligibleMember(_) | ConnectError::CircuitOpen { .. } => {
                 (Self::NoMember, "SC")
             }
+            // HAProxy's "R": a resource on the proxy ran out, while connecting.
+            ConnectError::LocalResource { .. } => (Self::LocalResource, "RC"),
             // Left while queued or between redials: HAProxy's "CQ"/"CC" (client aborted).
             ConnectError::ClientGone => (Self::ClientError, "CC"),
             e => match e.fault() {
@@ -119,6 +124,12 @@ mod tests {
             max: 1,
         };
         assert_eq!(Outcome::of_connect(&limit), (Outcome::RejectedLimit, "PR"));
+        let emfile = ConnectError::from_io(
+            member(),
+            io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error()),
+        );
+        assert!(!emfile.is_member_failure());
+        assert_eq!(Outcome::of_connect(&emfile), (Outcome::LocalResource, "RC"));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::config::{Config, HealthConfig, RouteConfig};
 use crate::connect::{self, ConnectionLimit, RouteLimits};
 use crate::health;
 use crate::relay::RelaySettings;
+use crate::resources::{self, Capacity};
 use crate::route::{self, RouteContext, RouteStats};
 use crate::upstream::Pool;
 
@@ -161,7 +162,7 @@ impl Runtime {
             })
             .collect();
         if self.global.is_none() || new.max_connections != self.config.max_connections {
-            self.global = new.max_connections.map(ConnectionLimit::global);
+            self.global = Some(ConnectionLimit::global(global_cap(&new)));
         }
         // 3. Route contexts over the new pools; counters and limits follow the route's name
         //    (limits only while their settings are unchanged).
@@ -436,5 +437,15 @@ fn bind_sockets(
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The global connection cap: `max_connections` when set, else what the descriptor limit in
+/// force carries ([`Capacity`]), so clients past it are closed at once and counted instead of
+/// meeting EMFILE (HAProxy sizes `maxconn` from the limit the same way).
+fn global_cap(config: &Config) -> usize {
+    config.max_connections.unwrap_or_else(|| {
+        let members = config.pools.iter().map(|p| p.members.len()).sum();
+        Capacity::of(resources::current_fd_limit(), members).connections
     })
 }

@@ -39,6 +39,9 @@ pub const BREAKER_TRANSITIONS_TOTAL: &str = "sluice_breaker_transitions_total";
 pub const RETRIES_TOTAL: &str = "sluice_retries_total";
 /// Gauge: 1 while an operator has drained the member (admin API).
 pub const MEMBER_DRAINED: &str = "sluice_member_drained";
+/// Counter: sluice's own resource shortages (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL)
+/// by `op` (accept, connect, probe): never a member's failure.
+pub const LOCAL_RESOURCE_ERRORS_TOTAL: &str = "sluice_local_resource_errors_total";
 /// Counter: config reloads by `result` (ok/error).
 pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 /// Gauge: Unix time of the last reload that was applied.
@@ -93,7 +96,7 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_TOTAL,
         Unit::Count,
-        "Client connections by route and outcome (ok, upstream_error, timeout, rejected_rate, rejected_limit, no_member, client_error, idle_timeout, shutdown)."
+        "Client connections by route and outcome (ok, upstream_error, timeout, rejected_rate, rejected_limit, no_member, local_resource, client_error, idle_timeout, shutdown)."
     );
     describe_gauge!(
         ACTIVE_CONNECTIONS,
@@ -147,6 +150,11 @@ fn describe() {
         RETRIES_TOTAL,
         Unit::Count,
         "Redials to another member after a failed connect, by route."
+    );
+    describe_counter!(
+        LOCAL_RESOURCE_ERRORS_TOTAL,
+        Unit::Count,
+        "sluice's own resource shortages (out of descriptors, kernel memory or local ports), by op (accept, connect, probe). Never counted against a member."
     );
     describe_counter!(
         CONFIG_RELOADS_TOTAL,

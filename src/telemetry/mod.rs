@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod throttle;
 
 use tracing_subscriber::fmt;
 

@@ -2,6 +2,8 @@
 //! started from config text. Waiting, payloads and checksums come from `sluice_testkit`.
 #![allow(dead_code)]
 
+pub mod running;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
