@@ -275,4 +275,16 @@ mod tests {
             (u64::MAX - 320) / 2
         );
     }
+
+    #[test]
+    fn a_cap_above_capacity_is_a_warning_naming_both() {
+        let c = Capacity::of(1024, 4);
+        assert_eq!(cap_warning(None, c), None);
+        assert_eq!(cap_warning(Some(350), c), None);
+        let w = cap_warning(Some(10_000), c).unwrap();
+        assert!(
+            w.starts_with("max_connections = 10000: the descriptor limit (1024) carries about 350"),
+            "{w}"
+        );
+    }
 }
