@@ -14,6 +14,7 @@
 //!   arithmetic (`sluice check --explain`; drill bounds).
 //! - [`resources`]: the process's own descriptor limit, the connection capacity it carries,
 //!   and telling a local shortage (EMFILE, ...) from a member's failure.
+//! - [`time`]: deadlines that saturate instead of overflowing the clock.
 //! - [`admin`]: the admin HTTP API (status, drain/enable, reload, `/metrics`) when `[admin]`
 //!   is set.
 //!
@@ -30,6 +31,7 @@ pub mod relay;
 pub mod resources;
 pub mod route;
 pub mod server;
+pub mod time;
 
 pub use server::{RunSummary, Server, ServerError, Shutdown};
 pub mod telemetry;

@@ -162,6 +162,12 @@ pub enum OneOrMany {
     Many(Vec<String>),
 }
 
+/// The longest duration any key takes: a year is beyond every timeout, interval and grace
+/// period anyone means, and far from where `Instant + Duration` overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The shortest non-zero duration: sluice's timers have millisecond resolution.
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+
 /// A duration written for humans ("250ms", "5s", "1m30s"), parsed by `humantime` so a typo
 /// reports humantime's own explanation rather than serde's "expected a duration".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,13 +185,22 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
 
             fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(text)
-                    .map(HumanDuration)
-                    .map_err(|e| {
-                        E::custom(format!(
-                            "not a duration ({e}); write e.g. \"250ms\", \"5s\" or \"1m30s\""
-                        ))
-                    })
+                let d = humantime::parse_duration(text).map_err(|e| {
+                    E::custom(format!(
+                        "not a duration ({e}); write e.g. \"250ms\", \"5s\" or \"1m30s\""
+                    ))
+                })?;
+                // Bounds every duration key shares, so no timer ever overflows an `Instant`
+                // (`"500000000000y"` once passed `check` and then panicked every connection)
+                // and none ticks faster than the millisecond timers sluice runs on. Keys with
+                // tighter ranges (probe intervals) check those in `validate`.
+                if d > MAX_DURATION {
+                    return Err(E::custom("must be at most 365d"));
+                }
+                if !d.is_zero() && d < MIN_DURATION {
+                    return Err(E::custom("must be 0 or at least 1ms"));
+                }
+                Ok(HumanDuration(d))
             }
         }
 

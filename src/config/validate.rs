@@ -26,6 +26,8 @@ use super::{
 const MAX_TIER: i64 = 15;
 /// How long a queued connection waits for a slot by default.
 const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The shortest health probe interval (and fast interval) a config may set.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Reads and validates a config file.
 pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
@@ -456,10 +458,11 @@ impl Validator {
         }
         let defaults = HealthConfig::default();
         let error_count = self.errors.len();
-        let interval = self.positive(&key("interval"), h.interval, defaults.interval);
+        let interval = self.probe_interval(&key("interval"), h.interval, defaults.interval);
         let timeout = self.positive(&key("timeout"), h.timeout, defaults.timeout);
         let fast_default = defaults.fast_interval.min(interval);
-        let fast_interval = self.positive(&key("fast_interval"), h.fast_interval, fast_default);
+        let fast_interval =
+            self.probe_interval(&key("fast_interval"), h.fast_interval, fast_default);
         let rise = self.int_in(&key("rise"), h.rise, defaults.rise as i64, 1, 100);
         let fall = self.int_in(&key("fall"), h.fall, defaults.fall as i64, 1, 100);
         let jitter = match h.jitter {
@@ -643,6 +646,25 @@ impl Validator {
             self.error(path, Some("\"0s\"".into()), "must be greater than zero");
         }
         d
+    }
+
+    /// A health probe interval: at least [`MIN_PROBE_INTERVAL`] (`"1ns"` once meant 915
+    /// probes a second against every member).
+    fn probe_interval(
+        &mut self,
+        path: &str,
+        value: Option<HumanDuration>,
+        default: Duration,
+    ) -> Duration {
+        let d = value.map_or(default, |d| d.0);
+        if d < MIN_PROBE_INTERVAL {
+            self.error(
+                path,
+                Some(quote(&humantime::format_duration(d).to_string())),
+                "must be at least 10ms (one probe per member every 10ms is already 100 a second)",
+            );
+        }
+        d.max(MIN_PROBE_INTERVAL)
     }
 
     /// `"10%"` as a fraction in `0..=max_percent/100`.

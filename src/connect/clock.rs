@@ -52,18 +52,12 @@ pub fn refill_horizon(config: &RateLimitConfig) -> Duration {
     interval * config.burst.get().saturating_add(1)
 }
 
-/// Stand-in for a deadline past what the clock can hold (tokio uses the same ~30 years).
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
-
 /// When a connection arriving now gives up under `on_limit`: `None` (fail fast) for `Reject`.
 /// A `Queue` timeout too large for the clock waits as good as forever instead of panicking.
 pub fn queue_deadline(on_limit: OnLimit) -> Option<Instant> {
     match on_limit {
         OnLimit::Reject => None,
-        OnLimit::Queue { timeout } => {
-            let now = Instant::now();
-            Some(now.checked_add(timeout).unwrap_or(now + FAR_FUTURE))
-        }
+        OnLimit::Queue { timeout } => Some(crate::time::later(Instant::now(), timeout)),
     }
 }
 
@@ -171,7 +165,7 @@ mod tests {
         let forever = queue_deadline(OnLimit::Queue {
             timeout: Duration::MAX,
         });
-        assert_eq!(forever, Some(Instant::now() + FAR_FUTURE));
+        assert_eq!(forever, Some(Instant::now() + crate::time::FAR_FUTURE));
     }
 
     #[test]

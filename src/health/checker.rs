@@ -102,7 +102,7 @@ impl Checker {
     {
         loop {
             let delay = self.state.next_delay(&self.config, self.rng.random());
-            let start_at = self.grid.align(Instant::now() + delay);
+            let start_at = self.grid.align(crate::time::later(Instant::now(), delay));
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,

@@ -28,6 +28,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::time::later;
+
 use buffer::BufferPool;
 use copy::{Activity, Env, Fault, Flow};
 
@@ -195,9 +197,10 @@ fn run<'a>(
             // One timer for the whole connection. Traffic only stamps `env.activity`; when the
             // timer fires early it is re-armed for what is left, so a busy connection costs one
             // timer event per idle period instead of a timer reset per read.
-            let mut idle = pin!(tokio::time::sleep_until(
-                env.activity.start() + idle_timeout.unwrap_or(Duration::ZERO)
-            ));
+            let mut idle = pin!(tokio::time::sleep_until(later(
+                env.activity.start(),
+                idle_timeout.unwrap_or(Duration::ZERO)
+            )));
 
             loop {
                 // Biased: checking the cut first costs nothing and makes it win over more traffic.
@@ -213,7 +216,7 @@ fn run<'a>(
                         r.map(|()| Side::Upstream)
                     }
                     () = &mut idle, if idle_timeout.is_some() => {
-                        let deadline = env.activity.last() + idle_timeout.unwrap_or_default();
+                        let deadline = later(env.activity.last(), idle_timeout.unwrap_or_default());
                         if deadline <= Instant::now() {
                             break RelayEnd::IdleTimeout;
                         }

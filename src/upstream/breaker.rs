@@ -200,8 +200,8 @@ impl Breaker {
                 self.failures = 0;
                 self.reset_from = 0;
                 // The open period stays doubled through probation; `open` resets it after.
-                self.probation_until =
-                    (!self.config.early_close.is_zero()).then(|| now + self.config.early_close);
+                self.probation_until = (!self.config.early_close.is_zero())
+                    .then(|| crate::time::later(now, self.config.early_close));
                 Some(Transition::plain(Phase::HalfOpen, Phase::Closed))
             }
             // Outcomes of connections admitted before the breaker opened, or in an older
@@ -309,7 +309,7 @@ impl Breaker {
             self.config.open_for
         };
         self.state = State::Open {
-            until: now + self.open_for,
+            until: crate::time::later(now, self.open_for),
         };
         self.failures = 0;
         self.reset_from = 0;
