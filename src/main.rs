@@ -2,6 +2,10 @@
 //!
 //! Exit codes: 0 after a clean run or a valid `check`; 64 (`EX_USAGE`) for a bad config or bad
 //! arguments; 1 for a runtime failure such as a port already in use.
+//!
+//! Under systemd (`Type=notify`, `NOTIFY_SOCKET` set) sluice reports `READY=1` once every
+//! listener is bound, `RELOADING=1` then `READY=1` around a SIGHUP reload, and `STOPPING=1`
+//! at the first stop signal; without `NOTIFY_SOCKET` every notification is a no-op.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -10,7 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use sd_notify::NotifyState;
 use sluice::budget;
 use sluice::config::{self, Config};
 use sluice::server::{Reloader, Workers};
@@ -79,6 +84,17 @@ enum Command {
         #[arg(long)]
         backup: Vec<String>,
     },
+    /// Print a shell completion script to stdout.
+    ///
+    /// For example `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    ///
+    /// For example `sluice man > /usr/local/share/man/man1/sluice.1`.
+    Man,
     /// Run a chaos drill scenario and judge it (hands off to the `sluice-chaos` executable;
     /// `sluice drill --help` lists its options).
     #[command(disable_help_flag = true)]
@@ -95,8 +111,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let config = match &cli.command {
+        Command::Completions { shell } => return completions(*shell),
+        Command::Man => return man(),
         Command::Check {
             config,
             explain,
@@ -147,6 +168,49 @@ fn main() -> ExitCode {
             error!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// clap's own exit code for bad arguments is 2; sluice documents 64 (`EX_USAGE`), the code a
+/// bad config also gets, so a wrapper script needs one test for "the operator's input is
+/// wrong". `--help` and `--version` are not errors: their text goes to stdout, exit 0.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    // A closed stdout (`sluice --help | head`) is not worth a panic.
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(EX_USAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `sluice completions SHELL`: the completion script clap derives from the CLI definition, so it
+/// never drifts from the real flags.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut out);
+    let _ = std::io::stdout().lock().write_all(&out);
+    ExitCode::SUCCESS
+}
+
+/// `sluice man`: sluice(1) in roff, generated from the same CLI definition as `--help`.
+fn man() -> ExitCode {
+    let mut out = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut out) {
+        eprintln!("sluice man: {e}");
+        return ExitCode::FAILURE;
+    }
+    let _ = std::io::stdout().lock().write_all(&out);
+    ExitCode::SUCCESS
+}
+
+/// Tells systemd (or any `NOTIFY_SOCKET` listener) about a state change. A failed send is
+/// logged and otherwise ignored: a service manager that cannot be told is no reason to stop
+/// forwarding.
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        let states: Vec<String> = states.iter().map(ToString::to_string).collect();
+        warn!(error = %e, states = states.join(" "), "cannot notify the service manager");
     }
 }
 
@@ -283,6 +347,9 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         let shutdown = Shutdown::new();
         tokio::spawn(watch_signals(shutdown.clone()));
         tokio::spawn(reopen_on_sigusr1(access_log));
+        // Every listener (and the admin one) is bound: a client connecting now is queued by the
+        // kernel and accepted as soon as `run` starts the accept loops, so this is ready.
+        notify(&[NotifyState::Ready]);
         let summary = server.run(shutdown).await;
         if summary.cut > 0 {
             warn!(cut = summary.cut, "connections cut at shutdown");
@@ -324,12 +391,16 @@ fn size_for_fd_limit(config: &Config) {
     }
 }
 
-/// First SIGTERM/SIGINT: graceful stop. Second: cut live connections now.
+/// First SIGTERM/SIGINT/SIGQUIT: graceful stop. Second: cut live connections now.
+///
+/// SIGQUIT drains like SIGTERM, as nginx's does: its default action would end sluice at once
+/// (with a core dump) and cut every connection without a log line.
 async fn watch_signals(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
     ) else {
         error!("cannot install signal handlers; stop sluice with SIGKILL");
         return;
@@ -339,10 +410,12 @@ async fn watch_signals(shutdown: Shutdown) {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+            _ = quit.recv() => "SIGQUIT",
         };
         seen += 1;
         if seen == 1 {
             info!(signal = name, "shutdown requested: draining");
+            notify(&[NotifyState::Stopping]);
             shutdown.stop();
         } else {
             warn!(
@@ -355,7 +428,10 @@ async fn watch_signals(shutdown: Shutdown) {
     }
 }
 
-/// SIGHUP reloads the config file; a bad file is logged and changes nothing.
+/// SIGHUP reloads the config file; a bad file is logged and changes nothing. systemd hears
+/// `RELOADING=1` before and `READY=1` after, whatever the outcome (a failed reload leaves the
+/// old config serving). `MONOTONIC_USEC` goes with `RELOADING=1`: `Type=notify-reload`
+/// (systemd 253+) rejects a reload notification without it.
 async fn reload_on_sighup(reloader: Reloader) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -364,8 +440,13 @@ async fn reload_on_sighup(reloader: Reloader) {
     };
     while hup.recv().await.is_some() {
         info!("SIGHUP: reloading the config");
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => notify(&[NotifyState::Reloading, now]),
+            Err(e) => warn!(error = %e, "cannot read the monotonic clock for RELOADING=1"),
+        }
         // The reloader logs the outcome (every problem of a bad file, or what changed).
         let _ = reloader.reload().await;
+        notify(&[NotifyState::Ready]);
     }
 }
 

@@ -206,3 +206,66 @@ async fn early_close_redial_spends_one_rate_token_and_the_access_line_counts_it(
     assert_eq!(access[0]["member"], live.addr.to_string());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn sluice(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Bad arguments exit 64 (`EX_USAGE`), as the README says, not clap's 2; help and version
+/// are not errors.
+#[test]
+fn bad_arguments_exit_64_and_help_exits_0() {
+    for args in [
+        &["--bogus"][..],
+        &["run", "--no-such-flag"],
+        &["check"],
+        &["completions", "tcsh"],
+        &["--log-format", "xml", "check", "--config", "x.toml"],
+        &[],
+    ] {
+        let out = sluice(args);
+        assert_eq!(out.status.code(), Some(64), "sluice {args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // No subcommand at all prints the help, on stderr, as the error it is.
+        assert!(
+            stderr.starts_with("error:") || (args.is_empty() && stderr.contains("Usage:")),
+            "sluice {args:?}: {stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "sluice {args:?}: errors go to stderr"
+        );
+    }
+    for args in [&["--help"][..], &["--version"], &["run", "--help"]] {
+        let out = sluice(args);
+        assert_eq!(out.status.code(), Some(0), "sluice {args:?}: {out:?}");
+        assert!(!out.stdout.is_empty(), "sluice {args:?}: output on stdout");
+    }
+}
+
+#[test]
+fn completions_and_man_page_name_every_subcommand() {
+    let subcommands = ["run", "check", "forward", "completions", "man", "drill"];
+    for shell in ["bash", "zsh", "fish"] {
+        let out = sluice(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for sub in subcommands {
+            assert!(script.contains(sub), "{shell} completions lack {sub:?}");
+        }
+        assert!(script.contains("log-format"), "{shell}: global flag");
+    }
+    let out = sluice(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH sluice 1"), "{page}");
+    for sub in subcommands {
+        assert!(
+            page.contains(&format!("sluice\\-{sub}")),
+            "man page lacks {sub:?}"
+        );
+    }
+}

@@ -1,9 +1,10 @@
 //! The `sluice` binary as a user runs it, as a child process with JSON logs on stderr.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -31,6 +32,15 @@ impl Running {
     /// [`Running::start`] under a launcher: `launcher[0] launcher[1..] sluice ...`, e.g.
     /// `["prlimit", "--nofile=200:200", "--"]` to run it with a lowered descriptor limit.
     pub async fn start_with(config: &Path, launcher: &[&str]) -> Self {
+        Self::launch(config, launcher, &[]).await
+    }
+
+    /// [`Running::start`] with extra environment variables (`NOTIFY_SOCKET`).
+    pub async fn start_with_env(config: &Path, env: &[(&str, &OsStr)]) -> Self {
+        Self::launch(config, &[], env).await
+    }
+
+    async fn launch(config: &Path, launcher: &[&str], env: &[(&str, &OsStr)]) -> Self {
         let sluice = env!("CARGO_BIN_EXE_sluice");
         let mut command = match launcher.split_first() {
             Some((program, args)) => {
@@ -44,6 +54,7 @@ impl Running {
             .args(["--log-format", "json", "run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -105,22 +116,62 @@ impl Running {
         );
     }
 
+    /// Reads log lines until one matches `what`, and returns it; fails after `within`, or if
+    /// sluice exits first.
+    pub async fn wait_for_line(
+        &mut self,
+        within: Duration,
+        what: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(within, async {
+            while let Some(line) = self.lines.recv().await {
+                if what(&line) {
+                    return Some(line);
+                }
+                seen.push(line);
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("sluice exited before the awaited line; it logged {seen:#?}"),
+            Err(_) => panic!("no awaited line within {within:?}; sluice logged {seen:#?}"),
+        }
+    }
+
     /// Sends SIGTERM, checks the exit code is 0, and returns every remaining log line.
-    pub async fn stop(mut self) -> Vec<serde_json::Value> {
-        self.signal("-TERM");
-        let mut child = self.child.take().expect("running");
-        let exit = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+    pub async fn stop(self) -> Vec<serde_json::Value> {
+        self.stop_with("-TERM").await
+    }
+
+    /// Sends `signal` (as `kill` takes it: `-QUIT`), checks the exit code is 0, and returns
+    /// every remaining log line.
+    pub async fn stop_with(mut self, signal: &str) -> Vec<serde_json::Value> {
+        self.signal(signal);
+        let exit = self.wait().await;
         assert_eq!(
             exit.code(),
             Some(0),
-            "sluice exits 0 after SIGTERM (killed by signal {:?})",
+            "sluice exits 0 after {signal} (killed by signal {:?})",
             std::os::unix::process::ExitStatusExt::signal(&exit)
         );
-        // The child has exited, so its stderr reaches EOF and the channel closes after the
-        // last line.
+        self.rest().await
+    }
+
+    /// Waits for the child to exit, however long that takes (a test bounds it with a timeout).
+    pub async fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Every log line not read yet. Call it once the child has exited: its stderr reaches EOF
+    /// and the channel closes after the last line.
+    pub async fn rest(mut self) -> Vec<serde_json::Value> {
         let mut rest = Vec::new();
         while let Some(line) = self.lines.recv().await {
             rest.push(line);
