@@ -22,6 +22,7 @@ use sluice::server::{Reloader, Workers};
 use sluice::telemetry::access_log::{self, ReopenableFile};
 use sluice::telemetry::json_layer;
 use sluice::{Server, Shutdown};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{error, info, warn};
 use tracing_subscriber::{EnvFilter, fmt};
 
@@ -336,6 +337,10 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         .build()
         .context("starting the tokio runtime")?;
     let result = runtime.block_on(async {
+        // Before binding: once a "listening" line is out, a supervisor or a test may signal,
+        // and a signal with no handler yet takes its default action (SIGTERM and SIGQUIT end
+        // the process at once, SIGHUP and SIGUSR1 too).
+        let signals = Signals::install();
         let source = config.source_name();
         let mut server = Server::bind_on(config, workers.handles())
             .await
@@ -343,10 +348,10 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         if watch {
             server = server.watch(Duration::from_secs(1));
         }
-        tokio::spawn(reload_on_sighup(server.reloader()));
         let shutdown = Shutdown::new();
-        tokio::spawn(watch_signals(shutdown.clone()));
-        tokio::spawn(reopen_on_sigusr1(access_log));
+        tokio::spawn(reload_on_sighup(signals.hup, server.reloader()));
+        tokio::spawn(watch_signals(signals.stop, shutdown.clone()));
+        tokio::spawn(reopen_on_sigusr1(signals.usr1, access_log));
         // Every listener (and the admin one) is bound: a client connecting now is queued by the
         // kernel and accepted as soon as `run` starts the accept loops, so this is ready.
         notify(&[NotifyState::Ready]);
@@ -391,17 +396,42 @@ fn size_for_fd_limit(config: &Config) {
     }
 }
 
+/// The signal streams sluice handles, each `None` when its handler could not be installed
+/// (the task that would read it logs that).
+struct Signals {
+    /// SIGTERM, SIGINT, SIGQUIT.
+    stop: Option<[Signal; 3]>,
+    hup: Option<Signal>,
+    usr1: Option<Signal>,
+}
+
+impl Signals {
+    /// Installs every handler; from here on these signals are queued for their tasks.
+    fn install() -> Self {
+        let stop = [
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::quit(),
+        ]
+        .map(signal);
+        let stop = match stop {
+            [Ok(term), Ok(int), Ok(quit)] => Some([term, int, quit]),
+            _ => None,
+        };
+        Self {
+            stop,
+            hup: signal(SignalKind::hangup()).ok(),
+            usr1: signal(SignalKind::user_defined1()).ok(),
+        }
+    }
+}
+
 /// First SIGTERM/SIGINT/SIGQUIT: graceful stop. Second: cut live connections now.
 ///
 /// SIGQUIT drains like SIGTERM, as nginx's does: its default action would end sluice at once
 /// (with a core dump) and cut every connection without a log line.
-async fn watch_signals(shutdown: Shutdown) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-    ) else {
+async fn watch_signals(signals: Option<[Signal; 3]>, shutdown: Shutdown) {
+    let Some([mut term, mut int, mut quit]) = signals else {
         error!("cannot install signal handlers; stop sluice with SIGKILL");
         return;
     };
@@ -432,9 +462,8 @@ async fn watch_signals(shutdown: Shutdown) {
 /// `RELOADING=1` before and `READY=1` after, whatever the outcome (a failed reload leaves the
 /// old config serving). `MONOTONIC_USEC` goes with `RELOADING=1`: `Type=notify-reload`
 /// (systemd 253+) rejects a reload notification without it.
-async fn reload_on_sighup(reloader: Reloader) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn reload_on_sighup(hup: Option<Signal>, reloader: Reloader) {
+    let Some(mut hup) = hup else {
         error!("cannot install the SIGHUP handler; reload with POST /reload instead");
         return;
     };
@@ -452,9 +481,8 @@ async fn reload_on_sighup(reloader: Reloader) {
 
 /// SIGUSR1 reopens the access log at its path, after logrotate has moved the old file.
 /// Without an access log file the signal is still caught: its default action would kill sluice.
-async fn reopen_on_sigusr1(file: Option<ReopenableFile>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+async fn reopen_on_sigusr1(usr1: Option<Signal>, file: Option<ReopenableFile>) {
+    let Some(mut usr1) = usr1 else {
         error!("cannot install the SIGUSR1 handler; the access log will not be reopened");
         return;
     };
