@@ -13,6 +13,7 @@
 //! accept queue that sluice cannot drain.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Descriptors kept aside from the per-connection budget: stdio, the epoll and signal fds,
 /// listeners, log files, the admin listener and its connections (at most 64), the splice
@@ -52,12 +53,26 @@ const LOCAL_ERRNOS: [i32; 0] = [];
 /// One descriptor held in reserve (on `/dev/null`) for [`shed_one`].
 static SPARE_FD: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
 
+/// Set while [`SPARE_FD`] is empty: another thread took the descriptor [`shed_one`] freed
+/// before its accept could (or none was free to reopen it). Checked once per finished
+/// connection, the moment a descriptor comes free.
+static SPARE_MISSING: AtomicBool = AtomicBool::new(true);
+
 /// Opens the spare descriptor [`shed_one`] needs, once per process (later calls, and a
 /// failure to open it, change nothing).
 pub fn reserve_spare_fd() {
     let mut spare = SPARE_FD.lock().unwrap_or_else(|p| p.into_inner());
     if spare.is_none() {
         *spare = std::fs::File::open("/dev/null").ok();
+    }
+    SPARE_MISSING.store(spare.is_none(), Ordering::Relaxed);
+}
+
+/// Takes the spare back if it was lost; one relaxed load when it was not. Called when a
+/// connection ends, which frees the descriptors to take it with.
+pub fn restore_spare_fd() {
+    if SPARE_MISSING.load(Ordering::Relaxed) {
+        reserve_spare_fd();
     }
 }
 
@@ -74,6 +89,7 @@ pub fn shed_one(listener: &impl std::os::fd::AsFd) -> bool {
     drop(file);
     let shed = socket2::SockRef::from(listener).accept().is_ok();
     *spare = std::fs::File::open("/dev/null").ok();
+    SPARE_MISSING.store(spare.is_none(), Ordering::Relaxed);
     shed
 }
 

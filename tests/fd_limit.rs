@@ -100,7 +100,8 @@ async fn idle_clients(addr: SocketAddr, n: usize) -> (tokio::task::JoinSet<()>, 
     (set, closed)
 }
 
-/// One echo round trip through the route, within a second.
+/// One echo round trip through the route, within 5 s (a deadline for a loaded machine, not a
+/// latency claim: what counts is that the client is served, not refused or reset).
 async fn served(addr: SocketAddr) -> bool {
     let exchange = async {
         let mut s = TcpStream::connect(addr).await?;
@@ -110,7 +111,7 @@ async fn served(addr: SocketAddr) -> bool {
         Ok::<_, std::io::Error>(reply == *b"ping")
     };
     matches!(
-        tokio::time::timeout(Duration::from_secs(1), exchange).await,
+        tokio::time::timeout(Duration::from_secs(5), exchange).await,
         Ok(Ok(true))
     )
 }
@@ -130,12 +131,21 @@ async fn running_out_of_descriptors_blames_no_member() {
     // Each client past the descriptors is accepted once one frees up and closed when its
     // connect fails, so all but the relayed ones (at most 80 in 160 fds) are closed in the end.
     let (clients, closed) = idle_clients(sluice.addr, 300).await;
-    eventually_async(
+    let seen = settle(
         Duration::from_secs(20),
-        "200 of 300 clients closed by sluice",
-        async || closed.load(Ordering::SeqCst) >= 200,
+        async || closed.load(Ordering::SeqCst),
+        |n| *n >= 200,
     )
     .await;
+    if seen < 200 {
+        let mut sluice = sluice;
+        let mut log = Vec::new();
+        while let Ok(line) = sluice.lines.try_recv() {
+            log.push(line.to_string());
+        }
+        let tail = log[log.len().saturating_sub(40)..].join("\n");
+        panic!("{seen} of 300 clients closed by sluice in 20s; its log ends:\n{tail}");
+    }
     drop(clients);
 
     // With the clients gone the admin API answers again: both members up, breakers closed.

@@ -69,6 +69,8 @@ pub(super) async fn serve(route: Arc<RouteContext>, client: TcpStream, peer: Soc
     route.stats.active.fetch_add(1, Ordering::Relaxed);
     route.stats.total.fetch_add(1, Ordering::Relaxed);
     handle(&route, client, peer, conn_id).instrument(span).await;
+    // Its descriptors are free now: if shedding lost the spare, take it back.
+    resources::restore_spare_fd();
     route.stats.active.fetch_sub(1, Ordering::Relaxed);
     active.decrement(1.0);
 }

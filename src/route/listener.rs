@@ -95,6 +95,7 @@ pub async fn accept_loop(
                     // A waiting client is closed now rather than left hanging; while there
                     // are more, take the next one at once (a freed descriptor goes to a real
                     // accept first, at the top of the loop).
+                    resources::restore_spare_fd();
                     if resources::shed_one(&listener) {
                         continue;
                     }
