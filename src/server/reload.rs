@@ -168,17 +168,17 @@ impl Reloader {
         *self.inner.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
     }
 
-    /// Reloads whenever the file's modification time or size changes, polling every `every`,
-    /// until `stop`. Polling needs no platform watcher and catches editors that replace the
-    /// file by renaming.
+    /// Reloads whenever the file changes, polling every `every`, until `stop`. Polling needs
+    /// no platform watcher and catches editors that replace the file by renaming.
+    ///
+    /// A change is applied only once the file is stable: its bytes unchanged for
+    /// [`SETTLE`] (a file written in place in two steps is never read between them). A
+    /// config that would close a listener (a route or listen address gone) must then stay
+    /// unchanged for one more [`SETTLE`]: a half-written file whose first half is itself
+    /// valid must not take a listener down even briefly.
     pub async fn watch(self, every: Duration, stop: CancellationToken) {
         let Some(path) = self.inner.path.clone() else {
             return;
-        };
-        let stamp = |p: &PathBuf| {
-            std::fs::metadata(p)
-                .ok()
-                .map(|m| (m.modified().ok(), m.len()))
         };
         let mut seen = stamp(&path);
         loop {
@@ -187,11 +187,95 @@ impl Reloader {
                 () = tokio::time::sleep(every) => {}
             }
             let now = stamp(&path);
-            if now != seen && now.is_some() {
-                seen = now;
-                info!(path = %path.display(), "config file changed; reloading");
-                let _ = self.reload().await;
+            if now == seen || now.is_none() {
+                continue;
             }
+            info!(path = %path.display(), "config file changed; waiting for it to settle");
+            let text = tokio::select! {
+                () = stop.cancelled() => return,
+                text = settled(&path) => text,
+            };
+            seen = stamp(&path);
+            let Some(text) = text else {
+                continue;
+            };
+            let parsed = config::from_str(&text, Some(&path));
+            if let Ok(new) = &parsed
+                && let removed = self.closes_listeners(new).await
+                && !removed.is_empty()
+            {
+                info!(
+                    path = %path.display(),
+                    closing = %removed.join(", "),
+                    "the change closes listeners; applying it once the file is unchanged for {SETTLE:?} more"
+                );
+                let confirmed = tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(SETTLE) => read(&path).await,
+                };
+                if confirmed.as_deref() != Some(text.as_str()) {
+                    // Changed again: the next poll sees it and settles afresh.
+                    continue;
+                }
+            }
+            info!(path = %path.display(), "config file changed; reloading");
+            let result = match parsed {
+                Ok(new) => self.apply(new).await,
+                Err(errors) => Err(ReloadError::Config(errors)),
+            };
+            self.record(&result);
+        }
+    }
+
+    /// `route addr` for every listener the running config has and `new` does not.
+    async fn closes_listeners(&self, new: &config::Config) -> Vec<String> {
+        let listeners = |c: &config::Config| -> Vec<(String, std::net::SocketAddr)> {
+            c.routes
+                .iter()
+                .flat_map(|r| r.listen.iter().map(move |a| (r.name.clone(), *a)))
+                .collect()
+        };
+        let wanted = listeners(new);
+        let runtime = self.inner.runtime.lock().await;
+        listeners(&runtime.config)
+            .into_iter()
+            .filter(|l| !wanted.contains(l))
+            .map(|(route, addr)| format!("{route} {addr}"))
+            .collect()
+    }
+}
+
+/// How long a watched file's bytes must stay the same before a reload reads them.
+pub const SETTLE: Duration = Duration::from_millis(500);
+/// How often a changing file is looked at while it settles.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
+
+/// What the watcher compares between polls: modification time, size and inode (a rename
+/// brings a new inode with a possibly equal time and size).
+fn stamp(path: &PathBuf) -> Option<(Option<SystemTime>, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().ok(), m.len(), m.ino()))
+}
+
+async fn read(path: &PathBuf) -> Option<String> {
+    tokio::fs::read_to_string(path).await.ok()
+}
+
+/// The file's text once it has not changed for [`SETTLE`]; `None` when it cannot be read
+/// (removed mid-write: the next change starts over).
+async fn settled(path: &PathBuf) -> Option<String> {
+    let mut last = read(path).await?;
+    let mut stable_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(SETTLE_POLL).await;
+        let now = read(path).await?;
+        if now != last {
+            last = now;
+            stable_since = tokio::time::Instant::now();
+        } else if stable_since.elapsed() >= SETTLE {
+            return Some(last);
         }
     }
 }
