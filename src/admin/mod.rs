@@ -17,6 +17,7 @@
 //! admin state, so both are freed when a run ends.
 
 mod actions;
+mod guard;
 mod handles;
 mod server;
 mod status;
@@ -34,7 +35,8 @@ use crate::telemetry;
 use crate::upstream::Pool;
 
 pub use handles::{Draining, Reload, ReloadFailure, ReloadOutcome, SharedView};
-pub use server::{bind, router, serve};
+pub use guard::{BODY_LIMIT, BODY_TIMEOUT};
+pub use server::{HEADER_TIMEOUT, Listener, bind, router, serve};
 
 /// What the admin handlers see of a running server: the handles it was given.
 pub struct AdminState {
