@@ -6,7 +6,6 @@
 //! Requests are written by hand on raw sockets, so each test controls exactly which headers
 //! and body bytes reach the server (a real HTTP client would fix up `Host` or the framing).
 
-#[allow(dead_code)]
 mod common;
 #[allow(dead_code)]
 #[path = "admin/harness.rs"]
@@ -136,7 +135,10 @@ async fn slow_header_client_is_cut_off_at_the_header_timeout() {
     let started = Instant::now();
     let stream = TcpStream::connect(sluice.admin).await.unwrap();
     let (mut r, mut w) = stream.into_split();
-    let head = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Slow: ", sluice.admin);
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Slow: ",
+        sluice.admin
+    );
     // One byte a second, forever: the header never completes.
     let writer = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -189,7 +191,10 @@ async fn idle_keep_alive_connection_is_closed() {
         "closed after {idle:?} idle"
     );
     let rest = String::from_utf8_lossy(&rest);
-    assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "{rest}");
+    assert!(
+        rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+        "{rest}"
+    );
     eprintln!("idle keep-alive connection closed after {idle:?}");
     sluice.stop().await;
 }
@@ -203,7 +208,12 @@ async fn read_response(stream: &mut TcpStream) -> String {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ")?.parse().ok())
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")?
+                        .parse()
+                        .ok()
+                })
                 .expect("content-length");
             if body.len() >= len {
                 return text;
@@ -392,7 +402,11 @@ async fn token_is_required_everywhere_but_healthz() {
 
     let healthz = raw(sluice.admin, &get("/healthz", ""), Vec::new()).await;
     assert_eq!(healthz.status, 200, "{healthz:?}");
-    for auth in ["", "\r\nAuthorization: Bearer wrong", "\r\nAuthorization: Basic czNjcmV0"] {
+    for auth in [
+        "",
+        "\r\nAuthorization: Bearer wrong",
+        "\r\nAuthorization: Basic czNjcmV0",
+    ] {
         let reply = raw(sluice.admin, &get("/status", auth), Vec::new()).await;
         assert_eq!(reply.status, 401, "{auth}: {reply:?}");
         assert!(reply.head.contains("www-authenticate: bearer"), "{reply:?}");
@@ -458,7 +472,11 @@ async fn every_error_is_json() {
     let host = format!("Host: {}", sluice.admin);
     for (request, status, says) in [
         ("GET /nope", 404, "no such endpoint: GET /nope"),
-        ("DELETE /status", 405, "method DELETE not allowed on /status"),
+        (
+            "DELETE /status",
+            405,
+            "method DELETE not allowed on /status",
+        ),
         ("GET /reload", 405, "method GET not allowed on /reload"),
         (
             "POST /pools/jsonerrors/members/%FF/drain",

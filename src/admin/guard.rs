@@ -97,8 +97,11 @@ impl Guard {
         if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
             return Err(too_large());
         }
-        let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, BODY_LIMIT).collect())
-            .await
+        let body = match tokio::time::timeout(
+            BODY_TIMEOUT,
+            Limited::new(body, BODY_LIMIT).collect(),
+        )
+        .await
         {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large()),
@@ -186,7 +189,9 @@ fn check_origin(hosts: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or("(not ASCII)");
         if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
-            return Err(refuse(format!("cross-origin request (Sec-Fetch-Site {site:?})")));
+            return Err(refuse(format!(
+                "cross-origin request (Sec-Fetch-Site {site:?})"
+            )));
         }
     }
     Ok(())

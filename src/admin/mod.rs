@@ -34,8 +34,8 @@ use crate::route::RouteStats;
 use crate::telemetry;
 use crate::upstream::Pool;
 
-pub use handles::{Draining, Reload, ReloadFailure, ReloadOutcome, SharedView};
 pub use guard::{BODY_LIMIT, BODY_TIMEOUT};
+pub use handles::{Draining, Reload, ReloadFailure, ReloadOutcome, SharedView};
 pub use server::{HEADER_TIMEOUT, Listener, bind, router, serve};
 
 /// What the admin handlers see of a running server: the handles it was given.

@@ -187,7 +187,10 @@ async fn accept_loop<F, Fut>(
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             refused.hit(|suppressed| {
-                warn!(max_connections, suppressed, "admin connection refused: at admin.max_connections");
+                warn!(
+                    max_connections,
+                    suppressed, "admin connection refused: at admin.max_connections"
+                );
             });
             drop(stream);
             continue;
