@@ -161,10 +161,10 @@ async fn slow_header_client_is_cut_off_at_the_header_timeout() {
         cut >= HEADER_TIMEOUT - Duration::from_millis(100),
         "cut after {cut:?}, before the {HEADER_TIMEOUT:?} header timeout"
     );
-    let reply = String::from_utf8_lossy(&reply);
     assert!(
-        reply.is_empty() || reply.starts_with("HTTP/1.1 408"),
-        "{reply}"
+        reply.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&reply)
     );
     eprintln!("slow-header client cut after {cut:?}");
     sluice.stop().await;
@@ -493,5 +493,16 @@ async fn every_error_is_json() {
         assert_eq!(reply.status, status, "{request}: {reply:?}");
         assert!(error_of(&reply).contains(says), "{request}: {reply:?}");
     }
+    // hyper refuses a head over its buffer before any request exists: no body to make JSON.
+    let huge = format!(
+        "GET /status HTTP/1.1\r\n{host}\r\nX-Big: {}",
+        "a".repeat(20 << 10)
+    );
+    let reply = raw(sluice.admin, &huge, Vec::new()).await;
+    assert_eq!(
+        (reply.status, &reply.body),
+        (431, &Value::Null),
+        "{reply:?}"
+    );
     sluice.stop().await;
 }

@@ -41,8 +41,8 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long requests in flight may finish once the admin listener stops.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a client may take to send a request's headers, counted from when the server starts
-/// waiting for them: a slow-header client is cut off after it, and so is a keep-alive
-/// connection idle for as long.
+/// waiting for them: a slow-header client is closed without an answer after it, and so is a
+/// keep-alive connection idle for as long.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// hyper's read buffer, which bounds a request head (hyper answers 431 beyond it).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
