@@ -1,4 +1,9 @@
-//! The admin listener: binding, the router, JSON errors, `/healthz` and `/metrics`.
+//! The admin listener: binding, the accept loop, the router, JSON errors, `/healthz` and
+//! `/metrics`.
+//!
+//! Connections are served by hand rather than by `axum::serve`, which has neither a header
+//! timeout nor a connection cap: at most `admin.max_connections` at once (one more is closed at
+//! accept), each with [`HEADER_TIMEOUT`]. Every request then passes the checks in `guard`.
 //!
 //! Every response is JSON except `/metrics`, and every failure is `{"error": "..."}` with a 4xx
 //! status naming what was wrong, so scripts can show an operator the message as is.
