@@ -1,6 +1,9 @@
 //! The admin HTTP API: liveness, status, member drain/enable and the Prometheus scrape.
 //!
-//! - `server`: the listener, the router and its JSON errors, `/healthz` and `/metrics`.
+//! - `server`: the listener (connection cap, header timeout), the router and its JSON errors,
+//!   `/healthz` and `/metrics`.
+//! - `guard`: what a request passes before a handler: `Host`, cross-site `Origin`, the bearer
+//!   token, the body limit; and JSON on every error.
 //! - `status`: `GET /status`, the JSON view of routes, pools and members.
 //! - `actions`: `POST /pools/{pool}/members/{member}/{drain,enable}` and `POST /reload`.
 //! - `handles`: what the API needs of the server, as handles the server wires in.
@@ -8,8 +11,8 @@
 //! The API reads and flips the same atomics the hot path reads (`Member::set_drained`), so an
 //! action takes effect on the next pick without any lock or message. It owns no state of its
 //! own beyond [`AdminState`]. The listener is loopback-only unless the config says
-//! `allow_remote` (checked by config validation); there is no authentication, so a remote
-//! admin listener belongs behind a firewall.
+//! `allow_remote` (checked by config validation); a bearer token (`token_file`) is optional,
+//! so a remote admin listener without one belongs behind a firewall.
 //!
 //! Dependencies point one way: the server builds an [`AdminState`] from a [`SharedView`] it
 //! publishes to, a [`Draining`] flag and, when it has a config file, a [`Reload`] handle, and
@@ -17,6 +20,7 @@
 //! admin state, so both are freed when a run ends.
 
 mod actions;
+mod guard;
 mod handles;
 mod server;
 mod status;
@@ -33,8 +37,9 @@ use crate::route::RouteStats;
 use crate::telemetry;
 use crate::upstream::Pool;
 
+pub use guard::{BODY_LIMIT, BODY_TIMEOUT};
 pub use handles::{Draining, Reload, ReloadFailure, ReloadOutcome, SharedView};
-pub use server::{bind, router, serve};
+pub use server::{HEADER_TIMEOUT, Listener, bind, router, serve};
 
 /// What the admin handlers see of a running server: the handles it was given.
 pub struct AdminState {

@@ -108,11 +108,41 @@ pub(crate) fn source_name(path: Option<&Path>) -> String {
     }
 }
 
-/// The admin listener (served by later work; validated now so files stay forward compatible).
+/// The admin listener.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub allow_remote: bool,
+    /// Concurrent admin connections (1..=1024, default 64); one more is closed at accept, so
+    /// the admin API never holds more than this many descriptors.
+    pub max_connections: usize,
+    /// The bearer token every endpoint but `/healthz` requires, read from `token_file` when the
+    /// config is loaded; `None` = no token.
+    pub token: Option<AdminToken>,
+}
+
+/// Default for `[admin] max_connections`.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// A bearer token (never empty). Its `Debug` hides the secret so configs can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// `None` when `secret` is empty.
+    pub fn new(secret: String) -> Option<Self> {
+        (!secret.is_empty()).then_some(Self(secret))
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 /// One route: a set of listen addresses whose connections go to one pool.

@@ -40,6 +40,8 @@ pub struct FileConfig {
 pub struct AdminFile {
     pub listen: Option<String>,
     pub allow_remote: Option<bool>,
+    pub max_connections: Option<i64>,
+    pub token_file: Option<String>,
 }
 
 /// `[routes.NAME]`

@@ -80,7 +80,7 @@ impl Validator {
     }
 
     fn config(&mut self, file: FileConfig, source: Option<&Path>) -> Config {
-        let admin = file.admin.and_then(|a| self.admin(a));
+        let admin = file.admin.and_then(|a| self.admin(a, source));
         if file.routes.is_empty() && !self.removed.contains("routes") {
             self.errors.push(ConfigError::at_file(
                 &self.file,
@@ -135,8 +135,23 @@ impl Validator {
         }
     }
 
-    fn admin(&mut self, admin: super::schema::AdminFile) -> Option<AdminConfig> {
+    fn admin(
+        &mut self,
+        admin: super::schema::AdminFile,
+        source: Option<&Path>,
+    ) -> Option<AdminConfig> {
         let allow_remote = admin.allow_remote.unwrap_or(false);
+        let max_connections = self.int_in(
+            "admin.max_connections",
+            admin.max_connections,
+            super::DEFAULT_ADMIN_MAX_CONNECTIONS as i64,
+            1,
+            1024,
+        );
+        let token = match &admin.token_file {
+            None => Some(None),
+            Some(path) => self.admin_token(path, source).map(Some),
+        };
         let Some(listen) = admin.listen else {
             self.missing(
                 "admin.listen".into(),
@@ -156,7 +171,28 @@ impl Validator {
         Some(AdminConfig {
             listen: addr,
             allow_remote,
+            max_connections: max_connections? as usize,
+            token: token?,
         })
+    }
+
+    /// Reads `admin.token_file` (relative to the config file's directory) now, so a missing or
+    /// empty file fails `check`, startup and reload alike; surrounding whitespace (the trailing
+    /// newline an editor adds) is not part of the token.
+    fn admin_token(&mut self, path: &str, source: Option<&Path>) -> Option<super::AdminToken> {
+        let full = match source.and_then(Path::parent) {
+            Some(dir) => dir.join(path),
+            None => std::path::PathBuf::from(path),
+        };
+        let reason = match std::fs::read_to_string(&full) {
+            Ok(text) => match super::AdminToken::new(text.trim().to_string()) {
+                Some(token) => return Some(token),
+                None => "the file is empty; put the token in it or remove the key".to_string(),
+            },
+            Err(e) => format!("cannot read {}: {e}", full.display()),
+        };
+        self.error("admin.token_file", Some(quote(path)), reason);
+        None
     }
 
     fn route(

@@ -33,7 +33,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -98,7 +97,7 @@ pub struct Server {
     reloader: Reloader,
     shared: Arc<Shared>,
     /// Bound when the config has `[admin]`.
-    admin: Option<TcpListener>,
+    admin: Option<admin::Listener>,
     /// `--watch`: poll the config file at this interval and reload on change.
     watch: Option<Duration>,
 }
@@ -135,7 +134,7 @@ impl Server {
                     .unwrap_or_default();
                 metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)
                     .set(now.as_secs_f64());
-                let listener = admin::bind(a.listen).map_err(|error| ServerError::AdminBind {
+                let listener = admin::bind(a).map_err(|error| ServerError::AdminBind {
                     addr: a.listen,
                     error,
                 })?;

@@ -45,9 +45,14 @@ impl Admin {
 
     /// `routes_and_pools` (TOML) with an admin listener; `route` is the route to connect to.
     pub async fn start_toml(route: &str, routes_and_pools: &str) -> Self {
+        Self::start_with_admin(route, "", routes_and_pools).await
+    }
+
+    /// [`Admin::start_toml`] with more `[admin]` keys (`admin`, TOML lines).
+    pub async fn start_with_admin(route: &str, admin: &str, routes_and_pools: &str) -> Self {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let text = format!(
-            "shutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{routes_and_pools}"
+            "shutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n{routes_and_pools}"
         );
         let config = sluice::config::from_str(&text, None).unwrap_or_else(|e| panic!("{e}"));
         let server = Server::bind(config).await.unwrap();
