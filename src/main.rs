@@ -227,8 +227,8 @@ fn check(path: &Path, explain: bool, json: bool) -> ExitCode {
         }
     };
     // `run` raises the soft descriptor limit to the hard one: judge the cap against that.
-    let members = config.pools.iter().map(|p| p.members.len()).sum();
-    let capacity = sluice::resources::Capacity::of(sluice::resources::hard_fd_limit(), members);
+    let capacity =
+        sluice::resources::Capacity::for_config(sluice::resources::hard_fd_limit(), &config);
     if let Some(warning) = sluice::resources::cap_warning(config.max_connections, capacity) {
         eprintln!("{}: warning: {warning}", config.source_name());
     }
@@ -382,8 +382,7 @@ fn size_for_fd_limit(config: &Config) {
             }
         }
     };
-    let members = config.pools.iter().map(|p| p.members.len()).sum();
-    let capacity = Capacity::of(limit.soft, members);
+    let capacity = Capacity::for_config(limit.soft, config);
     info!(
         fd_limit = limit.soft,
         raised_from = limit.raised_from,

@@ -211,6 +211,17 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// The capacity of `fd_limit` for `config`: one probe descriptor per member, and an admin
+    /// connection cap above the 64 [`RESERVED_FDS`] counts on kept aside too.
+    pub fn for_config(fd_limit: u64, config: &crate::config::Config) -> Self {
+        let members: usize = config.pools.iter().map(|p| p.members.len()).sum();
+        let admin_extra = config
+            .admin
+            .as_ref()
+            .map_or(0, |a| a.max_connections.saturating_sub(64));
+        Self::of(fd_limit, members + admin_extra)
+    }
+
     /// The capacity of `fd_limit` for a config with `members` members in all.
     pub fn of(fd_limit: u64, members: usize) -> Self {
         let reserved = RESERVED_FDS + members as u64;

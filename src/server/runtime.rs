@@ -444,8 +444,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// force carries ([`Capacity`]), so clients past it are closed at once and counted instead of
 /// meeting EMFILE (HAProxy sizes `maxconn` from the limit the same way).
 fn global_cap(config: &Config) -> usize {
-    config.max_connections.unwrap_or_else(|| {
-        let members = config.pools.iter().map(|p| p.members.len()).sum();
-        Capacity::of(resources::current_fd_limit(), members).connections
-    })
+    config
+        .max_connections
+        .unwrap_or_else(|| Capacity::for_config(resources::current_fd_limit(), config).connections)
 }
