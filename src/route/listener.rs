@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
 use super::connection::{self, RouteContext};
+use super::outcome::Outcome;
 use crate::resources::{self, ShortageAt};
 use crate::telemetry::throttle::Throttle;
 
@@ -97,6 +98,14 @@ pub async fn accept_loop(
                     // accept first, at the top of the loop).
                     resources::restore_spare_fd();
                     if resources::shed_one(&listener) {
+                        // A client sluice closed for its own shortage: counted like one whose
+                        // member connect met it, so every accepted client is counted once.
+                        metrics::counter!(
+                            crate::telemetry::metrics::CONNECTIONS_TOTAL,
+                            "route" => std::sync::Arc::clone(&route.name),
+                            "outcome" => Outcome::LocalResource.as_str()
+                        )
+                        .increment(1);
                         continue;
                     }
                 } else if let Some(suppressed) = ACCEPT_ERRORS.admit() {
