@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use sluice_testkit::{output_text, scratch_dir};
 use tokio::time::Instant;
 
 const EXAMPLE: &str = "chaos/examples/postgres-failover.toml";
@@ -80,9 +81,7 @@ fn processes_in(tmp: &Path) -> Vec<String> {
 #[test]
 fn the_shipped_postgres_example_fails_over_to_the_backup_and_back() {
     require_postgres();
-    let tmp = std::env::temp_dir().join(format!("sluice-postgres-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = scratch_dir("postgres");
     let (json, junit) = (tmp.join("report.json"), tmp.join("report.xml"));
 
     // As documented: from the repository root. TMPDIR puts the members' data directories in
@@ -97,12 +96,7 @@ fn the_shipped_postgres_example_fails_over_to_the_backup_and_back() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["passed"], true, "{stdout}");
