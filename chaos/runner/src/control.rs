@@ -16,7 +16,8 @@ pub enum Control {
     InProcess {
         reloader: Reloader,
         pool: String,
-        config: Config,
+        // Boxed: a config is hundreds of bytes, the admin variant a few dozen.
+        config: Box<Config>,
     },
     Admin {
         admin: Admin,
@@ -56,7 +57,7 @@ impl Control {
             Self::InProcess {
                 reloader, config, ..
             } => reloader
-                .apply(config.clone())
+                .apply(Config::clone(config))
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),

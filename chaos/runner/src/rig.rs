@@ -322,7 +322,7 @@ async fn bind(
     let control = Control::InProcess {
         reloader: server.reloader(),
         pool: sluice.pool.clone(),
-        config: applied,
+        config: Box::new(applied),
     };
     let listen = *server
         .local_addrs(&sluice.route)
