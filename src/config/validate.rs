@@ -44,7 +44,10 @@ pub fn from_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
         file: parsed,
         errors,
         removed,
-    } = parse::parse(text, &file).map_err(ConfigErrors)?;
+    } = parse::parse(text, &file).map_err(|mut errors| {
+        parse::locate(text, &mut errors);
+        ConfigErrors(errors)
+    })?;
     let mut v = Validator {
         file,
         errors,
@@ -54,6 +57,7 @@ pub fn from_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
     if v.errors.is_empty() {
         Ok(config)
     } else {
+        parse::locate(text, &mut v.errors);
         Err(ConfigErrors(v.errors))
     }
 }
