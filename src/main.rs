@@ -72,6 +72,10 @@ enum Command {
         /// Print the summary and every pool's budget as one JSON document (implies --explain).
         #[arg(long)]
         json: bool,
+        /// Treat warnings (an unused pool, health checks and breaker both off, ...) as
+        /// failures: exit 1 when there is any. For CI.
+        #[arg(long)]
+        strict: bool,
     },
     /// Forward one listen address to upstreams without a config file.
     Forward {
@@ -123,7 +127,8 @@ fn main() -> ExitCode {
             config,
             explain,
             json,
-        } => return check(config, *explain || *json, *json),
+            strict,
+        } => return check(config, *explain || *json, *json, *strict),
         Command::Drill { args } => return hand_off(cli.log_format, "drill", args),
         Command::Soak { args } => return hand_off(cli.log_format, "soak", args),
         Command::Run { config, .. } => load(config.as_deref()),
@@ -218,19 +223,25 @@ fn notify(states: &[NotifyState]) {
 /// `sluice check`: the summary line, then with `explain` each pool's failover budget (see
 /// `sluice::budget`), or all of it as one JSON document with `json`. Exit 0, or 64 with every
 /// problem of a bad file.
-fn check(path: &Path, explain: bool, json: bool) -> ExitCode {
+fn check(path: &Path, explain: bool, json: bool, strict: bool) -> ExitCode {
     let config = match config::from_file(path) {
         Ok(config) => config,
         Err(errors) => {
-            println!("{errors}");
+            eprintln!("{errors}");
             return ExitCode::from(EX_USAGE);
         }
     };
-    // `run` raises the soft descriptor limit to the hard one: judge the cap against that.
-    let capacity =
-        sluice::resources::Capacity::for_config(sluice::resources::hard_fd_limit(), &config);
-    if let Some(warning) = sluice::resources::cap_warning(config.max_connections, capacity) {
-        eprintln!("{}: warning: {warning}", config.source_name());
+    let warnings = startup_warnings(&config, sluice::resources::hard_fd_limit());
+    for warning in &warnings {
+        eprintln!("{warning}");
+    }
+    if strict && !warnings.is_empty() {
+        eprintln!(
+            "{}: {} warning(s) and --strict: failing",
+            config.source_name(),
+            warnings.len()
+        );
+        return ExitCode::FAILURE;
     }
     let mut out = String::new();
     if json {
@@ -390,9 +401,24 @@ fn size_for_fd_limit(config: &Config) {
         max_connections = config.max_connections.unwrap_or(capacity.connections),
         "descriptor limit"
     );
-    if let Some(warning) = resources::cap_warning(config.max_connections, capacity) {
-        warn!("{}: {warning}", config.source_name());
+    for warning in startup_warnings(config, limit.soft) {
+        warn!("{warning}");
     }
+}
+
+/// What `check` prints and `run` logs before starting: the config's own warnings, and a
+/// `max_connections` the descriptor limit `fd_limit` cannot carry.
+fn startup_warnings(config: &Config, fd_limit: u64) -> Vec<String> {
+    let file = config.source_name();
+    let mut out: Vec<String> = config::warnings(config)
+        .iter()
+        .map(|w| w.render(&file))
+        .collect();
+    let capacity = sluice::resources::Capacity::for_config(fd_limit, config);
+    if let Some(warning) = sluice::resources::cap_warning(config.max_connections, capacity) {
+        out.push(format!("{file}: warning: {warning}"));
+    }
+    out
 }
 
 /// The signal streams sluice handles, each `None` when its handler could not be installed

@@ -11,6 +11,7 @@ pub mod parse;
 pub mod reload;
 pub mod schema;
 mod validate;
+pub mod warnings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use validate::{from_file, from_str};
+pub use warnings::{Warning, warnings};
 
 /// Default grace period given to live connections on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
