@@ -22,7 +22,11 @@ pub use validate::{from_file, from_str};
 pub use warnings::{Warning, warnings};
 
 /// Default grace period given to live connections on shutdown.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// 20 s: inside the 30 s Kubernetes (and systemd's default `TimeoutStopSec=90s`, Docker's
+/// 10 s aside) gives a pod before SIGKILL, with room for a `shutdown_delay` of a few seconds,
+/// so the cut is sluice's, counted and logged, not the kubelet's. At 30 s the pod was
+/// killed exactly when sluice would have logged the cut.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Default connect timeout of a route.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default idle timeout of a route.
