@@ -362,5 +362,32 @@ async fn metrics_count_connections_and_bytes_per_route() {
     // Exported from the start, although no breaker of this pool ever changed state.
     let breaker = sample(&text, "sluice_breaker_state", &[("pool", "metricsroute")]);
     assert_eq!(breaker, Some(0.0), "{text}");
+    // The version, and the process series Prometheus client libraries export (read at scrape).
+    assert_eq!(
+        sample(
+            &text,
+            "sluice_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let unlabelled = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let open_fds = unlabelled("process_open_fds").expect("process_open_fds");
+    let max_fds = unlabelled("process_max_fds").expect("process_max_fds");
+    assert!(open_fds >= 3.0 && max_fds > open_fds, "{text}");
+    assert!(
+        unlabelled("process_resident_memory_bytes").is_some_and(|b| b > 1e6),
+        "{text}"
+    );
+    assert!(
+        unlabelled("process_start_time_seconds").is_some_and(|t| t > 1.7e9),
+        "{text}"
+    );
+    assert!(unlabelled("process_cpu_seconds_total").is_some(), "{text}");
     sluice.stop().await;
 }

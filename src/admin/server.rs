@@ -37,6 +37,7 @@ use super::guard::Guard;
 use super::{AdminState, actions, status};
 use crate::config::AdminConfig;
 use crate::route;
+use crate::telemetry;
 
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
@@ -290,7 +291,7 @@ struct Health {
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        state.metrics.render(),
+        telemetry::metrics::render(&state.metrics),
     )
 }
 

@@ -56,7 +56,23 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     10.0,
 ];
 
+/// Gauge: 1, labelled with the running version, so dashboards can tell what runs where.
+pub const BUILD_INFO: &str = "sluice_build_info";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The `process_*` series every Prometheus client library exports (open and max fds, resident
+/// memory, CPU seconds, start time, threads), read from /proc at each scrape by a well-kept
+/// crate rather than by our own parsing.
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
+/// The exposition text for `/metrics`: refreshes the process series, then renders.
+pub fn render(handle: &PrometheusHandle) -> String {
+    if let Some(process) = PROCESS.get() {
+        process.collect();
+    }
+    handle.render()
+}
 
 /// Installs the Prometheus recorder as the process's global `metrics` recorder (once; later
 /// calls return the same handle) and describes every metric. Idempotent because the facade
@@ -76,6 +92,9 @@ pub fn install() -> PrometheusHandle {
                 warn!(error = %e, "a metrics recorder is already installed; /metrics will be empty");
             }
             describe();
+            let process = PROCESS.get_or_init(metrics_process::Collector::default);
+            process.describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })
         .clone()
@@ -150,6 +169,10 @@ fn describe() {
         RETRIES_TOTAL,
         Unit::Count,
         "Redials to another member after a failed connect, by route."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label names the running sluice."
     );
     describe_counter!(
         LOCAL_RESOURCE_ERRORS_TOTAL,
