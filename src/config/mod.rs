@@ -175,6 +175,29 @@ pub struct RouteConfig {
     pub retry: RetryConfig,
     /// PROXY protocol header sent to the upstream before any client byte.
     pub proxy_protocol: ProxyProtocol,
+    /// Which client addresses may connect (`allow` / `deny`).
+    pub clients: ClientFilter,
+}
+
+/// A route's `allow` and `deny` lists. Deny wins; a non-empty allow list admits only what it
+/// names; both empty admit everyone. IPv4-mapped IPv6 clients (`::ffff:192.0.2.7`, what a
+/// dual-stack listener sees) match the IPv4 rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientFilter {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+impl ClientFilter {
+    pub fn is_open(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    pub fn admits(&self, client: std::net::IpAddr) -> bool {
+        let client = client.to_canonical();
+        let listed = |nets: &[ipnet::IpNet]| nets.iter().any(|n| n.contains(&client));
+        !listed(&self.deny) && (self.allow.is_empty() || listed(&self.allow))
+    }
 }
 
 /// A token bucket: `per_second` tokens refill continuously, at most `burst` are banked.

@@ -63,6 +63,8 @@ pub struct RouteFile {
     pub queue_timeout: Option<HumanDuration>,
     pub retry: Option<RetryFile>,
     pub proxy_protocol: Option<ProxyProtocol>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
 }
 
 /// `{ per_second = 500, burst = 100 }`

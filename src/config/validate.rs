@@ -16,10 +16,11 @@ use super::schema::{
     PoolFile, RateLimitFile, RetryFile, RouteFile,
 };
 use super::{
-    AdminConfig, AllDown, BalanceKind, BreakerConfig, Config, ConfigError, ConfigErrors,
-    DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit,
-    PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, source_name,
+    AdminConfig, AllDown, BalanceKind, BreakerConfig, ClientFilter, Config, ConfigError,
+    ConfigErrors, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT,
+    MemberConfig, OnLimit, PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig,
+    source_name,
 };
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
@@ -330,6 +331,10 @@ impl Validator {
             },
         };
         let retry = self.retry(&key("retry"), route.retry.as_ref());
+        let clients = ClientFilter {
+            allow: self.cidrs(&key("allow"), route.allow.as_deref()),
+            deny: self.cidrs(&key("deny"), route.deny.as_deref()),
+        };
 
         let errors_here = self.errors.len() != route_errors_before;
         // 4 KiB (a page) to 1 GiB (the kernel's pipe-max-size ceiling).
@@ -362,7 +367,28 @@ impl Validator {
             on_limit,
             retry: retry?,
             proxy_protocol: route.proxy_protocol.unwrap_or_default(),
+            clients,
         })
+    }
+
+    /// `allow` / `deny` entries: CIDRs (`10.0.0.0/8`, `::1/128`) or single addresses.
+    fn cidrs(&mut self, path: &str, entries: Option<&[String]>) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::new();
+        for (i, text) in entries.unwrap_or_default().iter().enumerate() {
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                // Stored as written minus host bits, so `10.1.2.3/8` means 10.0.0.0/8.
+                Ok(net) => out.push(net.trunc()),
+                Err(_) => self.error(
+                    format!("{path}[{i}]"),
+                    Some(quote(text)),
+                    "not an address or CIDR; write e.g. \"10.0.0.0/8\", \"192.0.2.7\" or \"::1/128\"",
+                ),
+            }
+        }
+        out
     }
 
     fn pool(&mut self, name: String, pool: PoolFile) -> Option<PoolConfig> {

@@ -13,6 +13,7 @@ use tower::ServiceExt;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::outcome::Outcome;
+use crate::config::ClientFilter;
 use crate::connect::{ConnectError, ConnectRequest, ConnectStack};
 use crate::relay::{self, RelayEnd, RelaySettings, Side};
 use crate::resources::{self, ShortageAt};
@@ -31,6 +32,8 @@ pub struct RouteContext {
     pub cut_count: Arc<AtomicUsize>,
     /// Counts of this route's connections, shared with the route's next version on reload.
     pub stats: Arc<RouteStats>,
+    /// `allow` / `deny`: checked on the client's address before anything else.
+    pub clients: ClientFilter,
 }
 
 /// Connection counts of a route, read by `/status`; they survive reloads that keep the route.
@@ -93,6 +96,11 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr, conn_
         termination: "",
         first_close: None,
     };
+    // Before any limit, rate token or member is touched: a refused address costs nothing.
+    // Dropping the socket closes it; the client learns at once.
+    if !route.clients.admits(peer.ip()) {
+        return finish(route, record, Outcome::Denied, "PR", started);
+    }
     // Bytes the client sends meanwhile wait in its socket's receive buffer; nothing is lost.
     let _ = client.set_nodelay(true);
     let Ok(local) = client.local_addr() else {

@@ -263,6 +263,7 @@ impl Runtime {
             cut: self.shared.cut.clone(),
             cut_count: Arc::clone(&self.shared.cut_count),
             stats: stats.unwrap_or_default(),
+            clients: r.clients.clone(),
         }
     }
 
