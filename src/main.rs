@@ -18,7 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use sd_notify::NotifyState;
 use sluice::budget;
 use sluice::config::{self, Config};
-use sluice::server::{Reloader, Workers};
+use sluice::server::{Reloader, Workers, upgrade};
 use sluice::telemetry::access_log::{self, ReopenableFile};
 use sluice::telemetry::json_layer;
 use sluice::{Server, Shutdown};
@@ -342,6 +342,15 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
 /// this thread.
 fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> anyhow::Result<()> {
     size_for_fd_limit(&config);
+    // Resolved now: once the file is replaced, /proc/self/exe names the deleted inode.
+    let binary = upgrade::Binary::current()
+        .inspect_err(
+            |e| warn!(error = %e, "cannot find this binary's path; SIGUSR2 upgrades are off"),
+        )
+        .ok();
+    // Started by a SIGUSR2 upgrade: the old process's listening sockets, taken before binding.
+    let parent = upgrade::receive().context("taking over from the old process")?;
+    let (parent, inherited) = parent.unzip();
     let workers = Workers::start(config.worker_count()).context("starting the worker threads")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -353,7 +362,8 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         // the process at once, SIGHUP and SIGUSR1 too).
         let signals = Signals::install();
         let source = config.source_name();
-        let mut server = Server::bind_on(config, workers.handles())
+        let inherited = inherited.unwrap_or_default();
+        let mut server = Server::bind_inheriting(config, workers.handles(), inherited)
             .await
             .with_context(|| format!("starting from {source}"))?;
         if watch {
@@ -363,9 +373,30 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         tokio::spawn(reload_on_sighup(signals.hup, server.reloader()));
         tokio::spawn(watch_signals(signals.stop, shutdown.clone()));
         tokio::spawn(reopen_on_sigusr1(signals.usr1, access_log));
+        match signals.usr2 {
+            Some(usr2) => {
+                let upgrade = upgrade::on_sigusr2(usr2, server.handoff(), binary, shutdown.clone());
+                tokio::spawn(upgrade);
+            }
+            None => error!("cannot install the SIGUSR2 handler; binary upgrades are off"),
+        }
         // Every listener (and the admin one) is bound: a client connecting now is queued by the
         // kernel and accepted as soon as `run` starts the accept loops, so this is ready.
-        notify(&[NotifyState::Ready]);
+        match parent {
+            // systemd follows the new process (needs `NotifyAccess=all`), then the old one
+            // stops accepting and drains.
+            Some(parent) => {
+                notify(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready]);
+                parent
+                    .ready()
+                    .context("reporting ready to the old process")?;
+                info!(
+                    pid = std::process::id(),
+                    "upgrade: serving; the old process drains"
+                );
+            }
+            None => notify(&[NotifyState::Ready]),
+        }
         let summary = server.run(shutdown).await;
         if summary.cut > 0 {
             warn!(cut = summary.cut, "connections cut at shutdown");
@@ -428,6 +459,7 @@ struct Signals {
     stop: Option<[Signal; 3]>,
     hup: Option<Signal>,
     usr1: Option<Signal>,
+    usr2: Option<Signal>,
 }
 
 impl Signals {
@@ -447,6 +479,7 @@ impl Signals {
             stop,
             hup: signal(SignalKind::hangup()).ok(),
             usr1: signal(SignalKind::user_defined1()).ok(),
+            usr2: signal(SignalKind::user_defined2()).ok(),
         }
     }
 }

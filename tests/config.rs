@@ -220,5 +220,8 @@ fn check_warns_on_stderr_and_strict_fails_on_warnings() {
     assert_eq!(strict.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&strict.stderr);
     assert!(stderr.starts_with(warning), "{stderr}");
-    assert!(stderr.contains("1 warning(s) and --strict: failing"), "{stderr}");
+    assert!(
+        stderr.contains("1 warning(s) and --strict: failing"),
+        "{stderr}"
+    );
 }
