@@ -62,8 +62,10 @@ impl Running {
         let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Only errors before logging is set up (a bad config) are plain text: kept as
+                // `{"raw": line}` so a test can read them.
                 let json: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+                    .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
                 if tx.send(json).is_err() {
                     break;
                 }
@@ -103,6 +105,11 @@ impl Running {
             admin,
             startup,
         }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn signal(&self, name: &str) {
