@@ -142,7 +142,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             // Logging is not set up yet (it depends on the config): plain stderr, one per line.
-            eprintln!("{errors}");
+            // One write: a new binary started by SIGUSR2 shares stderr with the old process,
+            // and `eprintln!` writes piece by piece, so the old one's lines would land inside.
+            let _ = std::io::stderr().write_all(format!("{errors}\n").as_bytes());
             return ExitCode::from(EX_USAGE);
         }
     };
