@@ -5,7 +5,8 @@
 //!
 //! Under systemd (`Type=notify`, `NOTIFY_SOCKET` set) sluice reports `READY=1` once every
 //! listener is bound, `RELOADING=1` then `READY=1` around a SIGHUP reload, and `STOPPING=1`
-//! at the first stop signal; without `NOTIFY_SOCKET` every notification is a no-op.
+//! at the first stop signal; without `NOTIFY_SOCKET` every notification is a no-op. A process
+//! started by a SIGUSR2 upgrade (`sluice::server::upgrade`) sends `MAINPID=` with its `READY=1`.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};

@@ -14,8 +14,8 @@
 //! New process ([`receive`]): takes the sockets before binding; `Runtime` uses them for the
 //! addresses its config still has (by local address, or by route and address for port 0),
 //! binds what is new, and closes what it does not need. Once serving it calls
-//! [`Parent::ready`]. Member state is not handed over: the new process starts from `init_up`
-//! and its first probes.
+//! [`Parent::ready`]. Member state is not handed over: the new process starts from each pool's
+//! `init_state` and its first probes, as at a cold start.
 //!
 //! Everything here is safe code: rustix's `sendmsg`/`recvmsg` hand out `OwnedFd`s.
 
