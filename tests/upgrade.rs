@@ -188,23 +188,55 @@ fn free_fixed_port() -> u16 {
 async fn sigusr2_hands_over_reuse_port_sockets_without_refusing_a_connection() {
     let upstream = Upstream::start(Behavior::Echo).await;
     let dir = scratch_dir("upgrade-reuse-port");
-    hand_over_under_load(&write_config(&dir, upstream.addr)).await;
+    hand_over_under_load(&write_config(&dir, upstream.addr), None).await;
 }
 
-/// A fixed port, one socket shared by both workers: matched by its local address.
+/// A fixed port, one socket shared by both workers: matched by its local address. sluice runs
+/// from a path of its own, and a new file is installed there (a rename, as `install` does)
+/// before SIGUSR2: the new process runs that file, not the old process's inode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigusr2_hands_over_a_fixed_port_without_refusing_a_connection() {
+async fn sigusr2_hands_over_a_fixed_port_to_the_newly_installed_binary() {
     let upstream = Upstream::start(Behavior::Echo).await;
-    let dir = scratch_dir("upgrade-fixed-port");
+    let dir = RemoveOnDrop(scratch_dir("upgrade-fixed-port"));
     let listen = format!("127.0.0.1:{}", free_fixed_port());
-    hand_over_under_load(&write_config_with(&dir, upstream.addr, &listen, false)).await;
+    let config = write_config_with(&dir.0, upstream.addr, &listen, false);
+    let binary = dir.0.join("sluice");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_sluice"), &binary)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &binary).map(drop))
+        .unwrap();
+    hand_over_under_load(&config, Some(&binary)).await;
+}
+
+/// The scratch directory, removed at the end (it holds a copy of the binary).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Installs a copy of the built binary at `path` the way `install` does (a new file renamed
+/// over the old name), and returns the new file's inode.
+fn install_new_binary(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let staged = path.with_extension("new");
+    std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &staged).unwrap();
+    let inode = std::fs::metadata(&staged).unwrap().ino();
+    std::fs::rename(&staged, path).unwrap();
+    inode
 }
 
 /// Several hundred new connections a second run from before SIGUSR2 until after the old
 /// process exited; not one is refused, reset or short. The old process exits 0, the new one
 /// (a different pid) serves afterwards and stops on SIGTERM.
-async fn hand_over_under_load(config: &Path) {
-    let mut old = Running::start(config).await;
+/// With `binary`, sluice starts from that path and a new file is installed there first.
+async fn hand_over_under_load(config: &Path, binary: Option<&Path>) {
+    let mut old = match binary {
+        Some(binary) => Running::start_binary(binary, config).await,
+        None => Running::start(config).await,
+    };
+    let installed = binary.map(install_new_binary);
     let old_pid = old.pid();
     let addr = old.addr;
 
@@ -229,6 +261,16 @@ async fn hand_over_under_load(config: &Path) {
     assert_ne!(new_pid, old_pid);
     // From here the new process is killed on any exit of this test, a failed assertion too.
     let new = Process::open(new_pid).expect("the new process is running");
+    if let (Some(binary), Some(inode)) = (binary, installed) {
+        use std::os::unix::fs::MetadataExt;
+        let exe = format!("/proc/{new_pid}/exe");
+        assert_eq!(std::fs::read_link(&exe).unwrap(), binary);
+        let running = std::fs::metadata(&exe).unwrap().ino();
+        assert_eq!(
+            running, inode,
+            "the new process runs the newly installed file"
+        );
+    }
     // Both sides of the handover, in whichever order they reach the shared stderr.
     let (mut ready, mut serving) = (None, None);
     while ready.is_none() || serving.is_none() {

@@ -40,8 +40,22 @@ impl Running {
         Self::launch(config, &[], env).await
     }
 
+    /// [`Running::start`] from another path to the executable (a copy the test replaces).
+    pub async fn start_binary(binary: &Path, config: &Path) -> Self {
+        Self::launch_binary(binary.as_os_str(), config, &[], &[]).await
+    }
+
     async fn launch(config: &Path, launcher: &[&str], env: &[(&str, &OsStr)]) -> Self {
-        let sluice = env!("CARGO_BIN_EXE_sluice");
+        let sluice = OsStr::new(env!("CARGO_BIN_EXE_sluice"));
+        Self::launch_binary(sluice, config, launcher, env).await
+    }
+
+    async fn launch_binary(
+        sluice: &OsStr,
+        config: &Path,
+        launcher: &[&str],
+        env: &[(&str, &OsStr)],
+    ) -> Self {
         let mut command = match launcher.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
