@@ -26,10 +26,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(30);
-/// Client tasks, each at most one new connection per `PACE`: up to 4 × 250 = 1000 conn/s,
-/// inside the ephemeral port range with TIME_WAIT for a run of a few seconds.
-const CLIENTS: usize = 4;
-const PACE: Duration = Duration::from_millis(4);
+/// Client tasks, each connecting again as soon as its echo is back: 2000-2700 new connections
+/// a second on an idle machine (debug build), some queued in the accept queues at any time,
+/// which is what a handover can lose. About 700 connections in all: far inside the ephemeral
+/// port range, TIME_WAIT included.
+const CLIENTS: usize = 16;
 /// Successful echoes wanted before SIGUSR2 and again after the old process exited.
 const BEFORE: u64 = 300;
 const AFTER: u64 = 300;
@@ -124,7 +125,7 @@ struct Tally {
     failures: Vec<String>,
 }
 
-/// Connects, writes 16 bytes, reads their 16-byte echo and closes, once per `PACE`, until
+/// Connects, writes 16 bytes, reads their 16-byte echo and closes, again and again until
 /// `stop`; every attempt that is not a full echo is a failure, with what went wrong.
 async fn client(
     addr: SocketAddr,
@@ -133,10 +134,7 @@ async fn client(
     done: watch::Sender<u64>,
 ) -> Tally {
     let mut tally = Tally::default();
-    let mut pace = tokio::time::interval(PACE);
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.load(Ordering::SeqCst) {
-        pace.tick().await;
         tally.attempts += 1;
         let payload = format!("c{id:02}-{:012}", tally.attempts);
         let attempt = async {
@@ -182,24 +180,28 @@ fn free_fixed_port() -> u16 {
         .expect("a free port below the ephemeral range")
 }
 
-/// Port 0 with `reuse_port`: the route's two sockets (matched by route and configured address)
-/// and the admin socket are handed over.
+/// Port 0, one socket shared by both workers: matched by route and configured address, and
+/// handed over with the admin socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigusr2_hands_over_reuse_port_sockets_without_refusing_a_connection() {
+async fn sigusr2_hands_over_a_port_0_socket_without_refusing_a_connection() {
     let upstream = Upstream::start(Behavior::Echo).await;
-    let dir = scratch_dir("upgrade-reuse-port");
-    hand_over_under_load(&write_config(&dir, upstream.addr), None).await;
+    let dir = scratch_dir("upgrade-port-0");
+    let config = write_config_with(&dir, upstream.addr, "127.0.0.1:0", false);
+    hand_over_under_load(&config, None).await;
 }
 
-/// A fixed port, one socket shared by both workers: matched by its local address. sluice runs
-/// from a path of its own, and a new file is installed there (a rename, as `install` does)
-/// before SIGUSR2: the new process runs that file, not the old process's inode.
+/// A fixed port with `reuse_port`: two sockets, matched by local address. In this layout a new
+/// process that binds sockets of its own into the group, instead of taking these, gets
+/// connections reset (those queued on the old sockets when the old process closes them): with
+/// that change this test failed 6 runs of 6 (2 to 12 resets each). sluice runs from a path of its
+/// own, and a new file is installed there (a rename, as `install` does) before SIGUSR2: the
+/// new process runs that file, not the old process's inode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigusr2_hands_over_a_fixed_port_to_the_newly_installed_binary() {
     let upstream = Upstream::start(Behavior::Echo).await;
     let dir = RemoveOnDrop(scratch_dir("upgrade-fixed-port"));
     let listen = format!("127.0.0.1:{}", free_fixed_port());
-    let config = write_config_with(&dir.0, upstream.addr, &listen, false);
+    let config = write_config_with(&dir.0, upstream.addr, &listen, true);
     let binary = dir.0.join("sluice");
     std::fs::hard_link(env!("CARGO_BIN_EXE_sluice"), &binary)
         .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &binary).map(drop))
