@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::process::Child;
 use tokio::signal::unix::Signal;
 use tracing::{error, info, warn};
 
@@ -192,7 +193,7 @@ async fn hand_over(handoff: &Handoff, binary: &Binary) -> Result<u32, UpgradeErr
     let _remove = RemoveOnDrop(&path);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(socket_error)?;
-    let mut child = tokio::process::Command::new(&binary.path)
+    let child = tokio::process::Command::new(&binary.path)
         .args(&binary.args)
         .env(ENV, &path)
         .spawn()
@@ -200,17 +201,29 @@ async fn hand_over(handoff: &Handoff, binary: &Binary) -> Result<u32, UpgradeErr
             binary: binary.path.clone(),
             error,
         })?;
-    let pid = child.id().unwrap_or_default();
     info!(
         pid = std::process::id(),
-        new_pid = pid,
+        new_pid = child.id(),
         sockets = sockets.len(),
         "upgrade: started the new process"
     );
-    let attempt = tokio::time::timeout(READY_TIMEOUT, async {
+    await_ready(child, &listener, &sockets, READY_TIMEOUT).await
+}
+
+/// Hands `sockets` to `child` once it connects to `listener` and waits for its `ready`, for at
+/// most `timeout`; `Ok(pid)` then. A child that exits first, hangs up, or stays silent is
+/// killed if still running and reaped before the error is returned.
+async fn await_ready(
+    mut child: Child,
+    listener: &UnixListener,
+    sockets: &[(Entry, OwnedFd)],
+    timeout: Duration,
+) -> Result<u32, UpgradeError> {
+    let pid = child.id().unwrap_or_default();
+    let attempt = tokio::time::timeout(timeout, async {
         tokio::select! {
             status = child.wait() => Err(exited(pid, status)),
-            result = handshake(&listener, pid, &sockets) => result,
+            result = handshake(listener, pid, sockets) => result,
         }
     })
     .await;
@@ -219,7 +232,7 @@ async fn hand_over(handoff: &Handoff, binary: &Binary) -> Result<u32, UpgradeErr
         Ok(Err(e)) => e,
         Err(_) => UpgradeError::Timeout {
             pid,
-            after: READY_TIMEOUT,
+            after: timeout,
         },
     };
     // A child that hung up is usually exiting: its status says why better than the hang-up.
@@ -408,14 +421,18 @@ impl Inherited {
 /// In a process started by an upgrade (`SLUICE_UPGRADE_FROM` set): connects to the old
 /// process and receives its listening sockets. `None` in a process started otherwise.
 pub fn receive() -> Result<Option<(Parent, Inherited)>, UpgradeError> {
-    let Some(path) = std::env::var_os(ENV).map(PathBuf::from) else {
-        return Ok(None);
-    };
+    match std::env::var_os(ENV) {
+        Some(path) => receive_from(Path::new(&path)).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn receive_from(path: &Path) -> Result<(Parent, Inherited), UpgradeError> {
     let error = |error| UpgradeError::Receive {
-        path: path.clone(),
+        path: path.to_path_buf(),
         error,
     };
-    let stream = std::os::unix::net::UnixStream::connect(&path).map_err(error)?;
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(error)?;
     stream
         .set_read_timeout(Some(RECEIVE_TIMEOUT))
         .map_err(error)?;
@@ -457,7 +474,7 @@ pub fn receive() -> Result<Option<(Parent, Inherited)>, UpgradeError> {
         sockets = sockets.len(),
         "upgrade: received the listening sockets of the old process"
     );
-    Ok(Some((Parent { stream }, Inherited { sockets })))
+    Ok((Parent { stream }, Inherited { sockets }))
 }
 
 /// Reads until the old process's `end` line, keeping every descriptor in order.
@@ -492,4 +509,146 @@ fn receive_all(stream: &std::os::unix::net::UnixStream) -> io::Result<(Vec<u8>, 
         bytes.extend_from_slice(&buf[..got.bytes]);
     }
     Ok((bytes, fds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket_path(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "sluice-upgrade-test-{name}-{}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    fn listeners(count: usize) -> Vec<std::net::TcpListener> {
+        (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect()
+    }
+
+    /// More sockets than fit one message (`FDS_PER_MESSAGE`), a route on port 0 and the admin
+    /// listener: every one arrives, in order, and is matched back the way `Runtime` asks.
+    #[tokio::test]
+    async fn sockets_cross_to_the_new_process_and_match_by_route_or_address() {
+        let path = socket_path("round-trip");
+        let listener = UnixListener::bind(&path).unwrap();
+        let fixed = listeners(FDS_PER_MESSAGE + 50);
+        let port_0 = listeners(2);
+        let admin = listeners(1);
+        let any = "127.0.0.1:0".parse().unwrap();
+        let mut sockets = Vec::new();
+        for s in &fixed {
+            let entry = Entry {
+                route: Some("fixed".into()),
+                listen: s.local_addr().unwrap(),
+            };
+            sockets.push((entry, OwnedFd::from(s.try_clone().unwrap())));
+        }
+        for s in &port_0 {
+            let entry = Entry {
+                route: Some("web".into()),
+                listen: any,
+            };
+            sockets.push((entry, OwnedFd::from(s.try_clone().unwrap())));
+        }
+        let entry = Entry {
+            route: None,
+            listen: any,
+        };
+        sockets.push((entry, OwnedFd::from(admin[0].try_clone().unwrap())));
+
+        let new = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let (parent, inherited) = receive_from(&path).unwrap();
+                parent.ready().unwrap();
+                inherited
+            }
+        });
+        // The "child" is this process: the peer check compares against its pid.
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            handshake(&listener, std::process::id(), &sockets),
+        )
+        .await
+        .expect("the handshake completes")
+        .unwrap();
+        let mut inherited = new.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+
+        assert_eq!(inherited.sockets.len(), fixed.len() + 3);
+        let wanted = fixed[FDS_PER_MESSAGE + 10].local_addr().unwrap();
+        let taken = inherited.take_route(wanted, "renamed");
+        assert_eq!(
+            taken.len(),
+            1,
+            "a fixed address matches whatever route serves it"
+        );
+        assert_eq!(taken[0].local_addr().unwrap(), wanted);
+        assert!(inherited.take_route(any, "other").is_empty());
+        let web = inherited.take_route(any, "web");
+        let web: Vec<_> = web.iter().map(|s| s.local_addr().unwrap()).collect();
+        let sent: Vec<_> = port_0.iter().map(|s| s.local_addr().unwrap()).collect();
+        assert_eq!(
+            web, sent,
+            "port 0 matches by route and address, every socket"
+        );
+        let admin_taken = inherited.take_admin(any).expect("the admin socket");
+        assert_eq!(
+            admin_taken.local_addr().unwrap(),
+            admin[0].local_addr().unwrap()
+        );
+        assert_eq!(inherited.sockets.len(), fixed.len() - 1);
+    }
+
+    /// A new process that never reports ready is killed when the timeout runs out (the
+    /// paused clock jumps there once nothing else can happen) and reaped.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_process_is_killed_after_the_timeout() {
+        let path = socket_path("silent");
+        let listener = UnixListener::bind(&path).unwrap();
+        let child = tokio::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let error = await_ready(child, &listener, &[], READY_TIMEOUT)
+            .await
+            .unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            matches!(error, UpgradeError::Timeout { pid: p, after } if p == pid && after == READY_TIMEOUT),
+            "{error}"
+        );
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the child {pid} was killed and reaped"
+        );
+    }
+
+    /// A new process that exits first (a bad config exits 64) is reported with its status.
+    #[tokio::test]
+    async fn a_new_process_that_exits_is_reported_with_its_status() {
+        let path = socket_path("exits");
+        let listener = UnixListener::bind(&path).unwrap();
+        let child = tokio::process::Command::new("sh")
+            .args(["-c", "exit 64"])
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let error = await_ready(child, &listener, &[], READY_TIMEOUT)
+            .await
+            .unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the new process (pid {pid}) exited with exit status: 64 before reporting ready"
+            )
+        );
+    }
 }
