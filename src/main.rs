@@ -389,14 +389,15 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
             // systemd follows the new process (needs `NotifyAccess=all`), then the old one
             // stops accepting and drains.
             Some(parent) => {
-                notify(&[NotifyState::MainPid(std::process::id()), NotifyState::Ready]);
-                parent
-                    .ready()
-                    .context("reporting ready to the old process")?;
-                info!(
-                    pid = std::process::id(),
-                    "upgrade: serving; the old process drains"
-                );
+                let pid = std::process::id();
+                notify(&[NotifyState::MainPid(pid), NotifyState::Ready]);
+                // An old process that is gone cannot drain, but this one serves either way.
+                match parent.ready() {
+                    Ok(()) => info!(pid, "upgrade: serving; the old process drains"),
+                    Err(e) => {
+                        warn!(pid, error = %e, "upgrade: serving, but cannot tell the old process")
+                    }
+                }
             }
             None => notify(&[NotifyState::Ready]),
         }
