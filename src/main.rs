@@ -162,10 +162,12 @@ fn main() -> ExitCode {
                 .as_deref()
                 .unwrap_or(Path::new(""))
                 .display();
-            eprintln!(
-                "{}: access_log = {path:?}: cannot open: {e}",
+            // One write, as for a bad config above.
+            let line = format!(
+                "{}: access_log = {path:?}: cannot open: {e}\n",
                 config.source_name()
             );
+            let _ = std::io::stderr().write_all(line.as_bytes());
             return ExitCode::FAILURE;
         }
     };
