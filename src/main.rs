@@ -5,7 +5,8 @@
 //!
 //! Under systemd (`Type=notify`, `NOTIFY_SOCKET` set) sluice reports `READY=1` once every
 //! listener is bound, `RELOADING=1` then `READY=1` around a SIGHUP reload, and `STOPPING=1`
-//! at the first stop signal; without `NOTIFY_SOCKET` every notification is a no-op.
+//! at the first stop signal; without `NOTIFY_SOCKET` every notification is a no-op. A process
+//! started by a SIGUSR2 upgrade (`sluice::server::upgrade`) sends `MAINPID=` with its `READY=1`.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -18,7 +19,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use sd_notify::NotifyState;
 use sluice::budget;
 use sluice::config::{self, Config};
-use sluice::server::{Reloader, Workers};
+use sluice::server::{Reloader, Workers, upgrade};
 use sluice::telemetry::access_log::{self, ReopenableFile};
 use sluice::telemetry::json_layer;
 use sluice::{Server, Shutdown};
@@ -142,7 +143,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             // Logging is not set up yet (it depends on the config): plain stderr, one per line.
-            eprintln!("{errors}");
+            // One write: a new binary started by SIGUSR2 shares stderr with the old process,
+            // and `eprintln!` writes piece by piece, so the old one's lines would land inside.
+            let _ = std::io::stderr().write_all(format!("{errors}\n").as_bytes());
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -159,10 +162,12 @@ fn main() -> ExitCode {
                 .as_deref()
                 .unwrap_or(Path::new(""))
                 .display();
-            eprintln!(
-                "{}: access_log = {path:?}: cannot open: {e}",
+            // One write, as for a bad config above.
+            let line = format!(
+                "{}: access_log = {path:?}: cannot open: {e}\n",
                 config.source_name()
             );
+            let _ = std::io::stderr().write_all(line.as_bytes());
             return ExitCode::FAILURE;
         }
     };
@@ -342,6 +347,15 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
 /// this thread.
 fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> anyhow::Result<()> {
     size_for_fd_limit(&config);
+    // Resolved now: once the file is replaced, /proc/self/exe names the deleted inode.
+    let binary = upgrade::Binary::current()
+        .inspect_err(
+            |e| warn!(error = %e, "cannot find this binary's path; SIGUSR2 upgrades are off"),
+        )
+        .ok();
+    // Started by a SIGUSR2 upgrade: the old process's listening sockets, taken before binding.
+    let parent = upgrade::receive().context("taking over from the old process")?;
+    let (parent, inherited) = parent.unzip();
     let workers = Workers::start(config.worker_count()).context("starting the worker threads")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -353,7 +367,8 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         // the process at once, SIGHUP and SIGUSR1 too).
         let signals = Signals::install();
         let source = config.source_name();
-        let mut server = Server::bind_on(config, workers.handles())
+        let inherited = inherited.unwrap_or_default();
+        let mut server = Server::bind_inheriting(config, workers.handles(), inherited)
             .await
             .with_context(|| format!("starting from {source}"))?;
         if watch {
@@ -363,9 +378,31 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         tokio::spawn(reload_on_sighup(signals.hup, server.reloader()));
         tokio::spawn(watch_signals(signals.stop, shutdown.clone()));
         tokio::spawn(reopen_on_sigusr1(signals.usr1, access_log));
+        match signals.usr2 {
+            Some(usr2) => {
+                let upgrade = upgrade::on_sigusr2(usr2, server.handoff(), binary, shutdown.clone());
+                tokio::spawn(upgrade);
+            }
+            None => error!("cannot install the SIGUSR2 handler; binary upgrades are off"),
+        }
         // Every listener (and the admin one) is bound: a client connecting now is queued by the
         // kernel and accepted as soon as `run` starts the accept loops, so this is ready.
-        notify(&[NotifyState::Ready]);
+        match parent {
+            // systemd follows the new process (needs `NotifyAccess=all`), then the old one
+            // stops accepting and drains.
+            Some(parent) => {
+                let pid = std::process::id();
+                notify(&[NotifyState::MainPid(pid), NotifyState::Ready]);
+                // An old process that is gone cannot drain, but this one serves either way.
+                match parent.ready() {
+                    Ok(()) => info!(pid, "upgrade: serving; the old process drains"),
+                    Err(e) => {
+                        warn!(pid, error = %e, "upgrade: serving, but cannot tell the old process")
+                    }
+                }
+            }
+            None => notify(&[NotifyState::Ready]),
+        }
         let summary = server.run(shutdown).await;
         if summary.cut > 0 {
             warn!(cut = summary.cut, "connections cut at shutdown");
@@ -428,6 +465,7 @@ struct Signals {
     stop: Option<[Signal; 3]>,
     hup: Option<Signal>,
     usr1: Option<Signal>,
+    usr2: Option<Signal>,
 }
 
 impl Signals {
@@ -447,6 +485,7 @@ impl Signals {
             stop,
             hup: signal(SignalKind::hangup()).ok(),
             usr1: signal(SignalKind::user_defined1()).ok(),
+            usr2: signal(SignalKind::user_defined2()).ok(),
         }
     }
 }

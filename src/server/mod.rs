@@ -20,10 +20,12 @@
 
 mod reload;
 mod runtime;
+pub mod upgrade;
 mod workers;
 
 pub use crate::admin::ReloadOutcome;
 pub use reload::{ReloadError, Reloader};
+pub use upgrade::{Handoff, Inherited};
 pub use workers::Workers;
 
 use std::io;
@@ -62,6 +64,8 @@ pub enum ServerError {
 pub struct Shutdown {
     stop: CancellationToken,
     cut_now: CancellationToken,
+    /// Set before `stop` when a new binary took over the listening sockets (SIGUSR2).
+    handed_over: CancellationToken,
 }
 
 impl Shutdown {
@@ -71,6 +75,15 @@ impl Shutdown {
 
     /// Stops accepting and starts the grace period.
     pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops after a binary upgrade: the new process already accepts on the same sockets, so
+    /// there is no `shutdown_delay` (no load balancer needs to move away) and the admin
+    /// listener stops at once (the new process answers `/healthz`); live connections drain
+    /// for `shutdown_grace` as after [`Shutdown::stop`].
+    pub fn hand_over(&self) {
+        self.handed_over.cancel();
         self.stop.cancel();
     }
 
@@ -119,6 +132,17 @@ impl Server {
         config: Config,
         workers: Vec<tokio::runtime::Handle>,
     ) -> Result<Self, ServerError> {
+        Self::bind_inheriting(config, workers, Inherited::default()).await
+    }
+
+    /// [`Server::bind_on`] in a process started by a binary upgrade: listen addresses (and
+    /// the admin one) with sockets in `inherited` use them instead of binding; inherited
+    /// sockets the config does not listen on are closed.
+    pub async fn bind_inheriting(
+        config: Config,
+        workers: Vec<tokio::runtime::Handle>,
+        mut inherited: Inherited,
+    ) -> Result<Self, ServerError> {
         let admin = match &config.admin {
             Some(a) => {
                 // Before anything can emit: the facade drops what arrives before a recorder,
@@ -134,10 +158,14 @@ impl Server {
                     .unwrap_or_default();
                 metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)
                     .set(now.as_secs_f64());
-                let listener = admin::bind(a).map_err(|error| ServerError::AdminBind {
+                let bind_error = |error| ServerError::AdminBind {
                     addr: a.listen,
                     error,
-                })?;
+                };
+                let listener = match inherited.take_admin(a.listen) {
+                    Some(socket) => admin::adopt(a, socket).map_err(bind_error)?,
+                    None => admin::bind(a).map_err(bind_error)?,
+                };
                 Some(listener)
             }
             None => None,
@@ -152,7 +180,11 @@ impl Server {
             background: CancellationToken::new(),
             workers,
         });
-        let runtime = Runtime::bind(config, seed, Arc::clone(&shared))?;
+        let admin_listen = config.admin.as_ref().map(|a| a.listen);
+        let mut runtime = Runtime::bind(config, seed, Arc::clone(&shared), inherited)?;
+        if let (Some(listen), Some(listener)) = (admin_listen, &admin) {
+            runtime.set_admin_handoff(listen, listener);
+        }
         Ok(Self {
             reloader: Reloader::new(runtime),
             shared,
@@ -188,6 +220,11 @@ impl Server {
         self.reloader.clone()
     }
 
+    /// The handle a binary upgrade (SIGUSR2) takes the listening sockets from.
+    pub fn handoff(&self) -> Handoff {
+        Handoff::new(self.reloader.clone())
+    }
+
     /// Before `run` nothing else holds the runtime, so the lock is free.
     fn runtime_now(&self) -> tokio::sync::MutexGuard<'_, Runtime> {
         self.reloader
@@ -202,6 +239,7 @@ impl Server {
         self.reloader.runtime().lock().await.start();
         // The admin API outlives the accept loops and stops with the background tasks, so
         // `/healthz` answers "draining" for the whole grace period.
+        let admin_stop = shared.background.child_token();
         let admin = self.admin.map(|listener| {
             let reload = self
                 .reloader
@@ -209,11 +247,7 @@ impl Server {
                 .then(|| Arc::new(self.reloader.clone()) as Arc<dyn admin::Reload>);
             let draining = admin::Draining::new(shutdown.stop.clone());
             let state = Arc::new(AdminState::new(self.reloader.view(), draining, reload));
-            tokio::spawn(admin::serve(
-                listener,
-                state,
-                shared.background.child_token(),
-            ))
+            tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
         });
         let watcher = self.watch.map(|every| {
             let stop = shared.background.child_token();
@@ -221,10 +255,15 @@ impl Server {
         });
 
         shutdown.stop.cancelled().await;
+        let handed_over = shutdown.handed_over.is_cancelled();
+        if handed_over {
+            // The new process serves the admin socket too: no 503 from this one.
+            admin_stop.cancel();
+        }
         // `/healthz` already answers 503 (it reads `shutdown`); with a delay, listeners keep
         // accepting meanwhile so a load balancer polling it can move traffic first.
         let delay = self.reloader.runtime().lock().await.config.shutdown_delay;
-        if !delay.is_zero() {
+        if !delay.is_zero() && !handed_over {
             info!(delay = ?delay, "draining: /healthz answers 503; still accepting for the shutdown delay");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -232,6 +271,7 @@ impl Server {
             }
         }
         shared.stop.cancel();
+        self.reloader.runtime().lock().await.close_handoff();
         // Every listener closes before the grace period starts, so no client is accepted into a
         // draining process.
         shared.accept_loops.close();
