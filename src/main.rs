@@ -367,7 +367,8 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         // the process at once, SIGHUP and SIGUSR1 too).
         let signals = Signals::install();
         let source = config.source_name();
-        let inherited = inherited.unwrap_or_default();
+        // Not an upgrade: sockets from systemd (socket activation), if it passed any.
+        let inherited = inherited.unwrap_or_else(upgrade::Inherited::from_systemd);
         let mut server = Server::bind_inheriting(config, workers.handles(), inherited)
             .await
             .with_context(|| format!("starting from {source}"))?;

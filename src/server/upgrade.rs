@@ -410,6 +410,45 @@ impl Inherited {
             .collect()
     }
 
+    /// Listening sockets systemd passed (socket activation: `LISTEN_FDS`, checked against
+    /// `LISTEN_PID` by the listenfd crate, so a child that merely inherited the variables
+    /// takes nothing). Each serves the route (or admin listener) whose address it is bound
+    /// to; one no address names is closed with a log line. Empty without socket activation.
+    pub fn from_systemd() -> Self {
+        let mut fds = listenfd::ListenFd::from_env();
+        let mut sockets = Vec::new();
+        for i in 0..fds.len() {
+            let socket = match fds.take_tcp_listener(i) {
+                Ok(Some(socket)) => socket,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(error = %e, index = i, "socket activation: passed descriptor is not a TCP listener; ignored");
+                    continue;
+                }
+            };
+            match socket.local_addr().and_then(|local| {
+                socket.set_nonblocking(true)?;
+                Ok(local)
+            }) {
+                Ok(local) => {
+                    info!(addr = %local, "socket activation: using a listening socket from systemd");
+                    sockets.push(InheritedSocket {
+                        entry: Entry {
+                            route: None,
+                            listen: local,
+                        },
+                        local,
+                        socket,
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, index = i, "socket activation: unusable socket; ignored")
+                }
+            }
+        }
+        Self { sockets }
+    }
+
     /// Closes what no listener claimed (the new config dropped those addresses).
     pub(super) fn close_unused(&mut self) {
         for s in self.sockets.drain(..) {
