@@ -175,8 +175,11 @@ pub struct RouteConfig {
     pub retry: RetryConfig,
     /// PROXY protocol header sent to the upstream before any client byte.
     pub proxy_protocol: ProxyProtocol,
-    /// Which client addresses may connect (`allow` / `deny`).
+    /// Which client addresses may connect (`allow` / `deny`), judged on the real client
+    /// (the PROXY header's source when `accept_proxy` is on).
     pub clients: ClientFilter,
+    /// `None` unless `accept_proxy` is on.
+    pub accept_proxy: Option<AcceptProxy>,
 }
 
 /// A route's `allow` and `deny` lists. Deny wins; a non-empty allow list admits only what it
@@ -250,6 +253,26 @@ pub enum ProxyProtocol {
     Off,
     V1,
     V2,
+}
+
+/// PROXY protocol versions a route accepts from the load balancer in front of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptProxyVersion {
+    #[default]
+    Off,
+    V1,
+    V2,
+    Any,
+}
+
+/// `accept_proxy`: every connection must start with a PROXY header naming the real client,
+/// and only from `from` (the load balancers), within `timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptProxy {
+    pub version: AcceptProxyVersion,
+    pub from: Vec<ipnet::IpNet>,
+    pub timeout: Duration,
 }
 
 /// How bytes are copied between client and upstream.

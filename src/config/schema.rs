@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::{AllDown, BalanceKind, ProxyProtocol, RelayMode};
+use super::{AcceptProxyVersion, AllDown, BalanceKind, ProxyProtocol, RelayMode};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +65,9 @@ pub struct RouteFile {
     pub proxy_protocol: Option<ProxyProtocol>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    pub accept_proxy: Option<AcceptProxyVersion>,
+    pub accept_proxy_from: Option<Vec<String>>,
+    pub accept_proxy_timeout: Option<HumanDuration>,
 }
 
 /// `{ per_second = 500, burst = 100 }`

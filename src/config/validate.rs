@@ -16,17 +16,19 @@ use super::schema::{
     PoolFile, RateLimitFile, RetryFile, RouteFile,
 };
 use super::{
-    AdminConfig, AllDown, BalanceKind, BreakerConfig, ClientFilter, Config, ConfigError,
-    ConfigErrors, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT,
-    MemberConfig, OnLimit, PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig,
-    source_name,
+    AcceptProxy, AcceptProxyVersion, AdminConfig, AllDown, BalanceKind, BreakerConfig,
+    ClientFilter, Config, ConfigError, ConfigErrors, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE,
+    HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit, PoolConfig, RateLimitConfig, RelayConfig,
+    RetryConfig, RouteConfig, source_name,
 };
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
 const MAX_TIER: i64 = 15;
 /// How long a queued connection waits for a slot by default.
 const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a client of an `accept_proxy` route has to send its whole PROXY header.
+const DEFAULT_ACCEPT_PROXY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The shortest health probe interval (and fast interval) a config may set.
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -331,6 +333,7 @@ impl Validator {
             },
         };
         let retry = self.retry(&key("retry"), route.retry.as_ref());
+        let accept_proxy = self.accept_proxy(&key, route);
         let clients = ClientFilter {
             allow: self.cidrs(&key("allow"), route.allow.as_deref()),
             deny: self.cidrs(&key("deny"), route.deny.as_deref()),
@@ -368,6 +371,54 @@ impl Validator {
             retry: retry?,
             proxy_protocol: route.proxy_protocol.unwrap_or_default(),
             clients,
+            accept_proxy,
+        })
+    }
+
+    /// `accept_proxy`, `accept_proxy_from` (required when on: a header from anyone else would
+    /// let any client claim any address) and `accept_proxy_timeout` (default 5s).
+    fn accept_proxy(
+        &mut self,
+        key: &dyn Fn(&str) -> String,
+        route: &RouteFile,
+    ) -> Option<AcceptProxy> {
+        let version = route.accept_proxy.unwrap_or_default();
+        let from = self.cidrs(
+            &key("accept_proxy_from"),
+            route.accept_proxy_from.as_deref(),
+        );
+        if version == AcceptProxyVersion::Off {
+            for (set, name) in [
+                (route.accept_proxy_from.is_some(), "accept_proxy_from"),
+                (route.accept_proxy_timeout.is_some(), "accept_proxy_timeout"),
+            ] {
+                if set {
+                    self.error(
+                        key(name),
+                        None,
+                        "only applies with accept_proxy = \"v1\", \"v2\" or \"any\"",
+                    );
+                }
+            }
+            return None;
+        }
+        if from.is_empty() && route.accept_proxy_from.as_ref().is_none_or(Vec::is_empty) {
+            self.error(
+                key("accept_proxy_from"),
+                None,
+                "required with accept_proxy: the load balancers' addresses (CIDRs) whose headers \
+                 are trusted; a header from anyone else would let a client claim any address",
+            );
+        }
+        let timeout = self.positive(
+            &key("accept_proxy_timeout"),
+            route.accept_proxy_timeout,
+            DEFAULT_ACCEPT_PROXY_TIMEOUT,
+        );
+        Some(AcceptProxy {
+            version,
+            from,
+            timeout,
         })
     }
 

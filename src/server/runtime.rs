@@ -346,6 +346,7 @@ impl Runtime {
             cut_count: Arc::clone(&self.shared.cut_count),
             stats: stats.unwrap_or_default(),
             clients: r.clients.clone(),
+            accept_proxy: r.accept_proxy.clone(),
         }
     }
 
