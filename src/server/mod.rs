@@ -40,6 +40,7 @@ use tracing::{info, warn};
 use self::runtime::{Runtime, Shared};
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::dns::{self, Dns};
 use crate::upstream::Pool;
 
 /// Startup failures.
@@ -152,9 +153,15 @@ impl Server {
             background: CancellationToken::new(),
             workers,
         });
-        let runtime = Runtime::bind(config, seed, Arc::clone(&shared))?;
+        // One round of DNS before the first connection, so entries that resolve start as
+        // members; one that does not has none yet (never an error) and is asked again by the
+        // resolver task. Bounded by `[dns] timeout` (two attempts): the queries run at once.
+        let dns = Arc::new(Dns::new(&config.dns));
+        dns.resolve_due(&config.dns_queries()).await;
+        let expanded = dns::expand(&config, &dns.answers());
+        let runtime = Runtime::bind(expanded, seed, Arc::clone(&shared))?;
         Ok(Self {
-            reloader: Reloader::new(runtime),
+            reloader: Reloader::new(runtime, config, dns),
             shared,
             admin,
             watch: None,
@@ -215,6 +222,11 @@ impl Server {
                 shared.background.child_token(),
             ))
         });
+        let resolver = tokio::spawn(
+            self.reloader
+                .clone()
+                .keep_dns_current(shared.background.child_token()),
+        );
         let watcher = self.watch.map(|every| {
             let stop = shared.background.child_token();
             tokio::spawn(self.reloader.clone().watch(every, stop))
@@ -255,6 +267,7 @@ impl Server {
         connections.wait().await;
         shared.background.cancel();
         self.reloader.runtime().lock().await.join_checkers().await;
+        let _ = resolver.await;
         for task in [admin, watcher].into_iter().flatten() {
             let _ = task.await;
         }
