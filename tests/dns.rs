@@ -195,9 +195,13 @@ impl Running {
 async fn connect(addr: SocketAddr) -> (TcpStream, u8) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut tag = [0u8];
-    within(Duration::from_secs(5), "the member's tag", s.read_exact(&mut tag))
-        .await
-        .unwrap();
+    within(
+        Duration::from_secs(5),
+        "the member's tag",
+        s.read_exact(&mut tag),
+    )
+    .await
+    .unwrap();
     (s, tag[0])
 }
 
@@ -211,8 +215,15 @@ async fn echo_exact(s: &mut TcpStream, len: usize, seed: u64) {
     let read = async {
         r.read_exact(&mut back).await.unwrap();
     };
-    within(Duration::from_secs(10), "echo", async { tokio::join!(write, read) }).await;
-    assert_eq!(checksum(&back), checksum(&data), "bytes through the live connection");
+    within(Duration::from_secs(10), "echo", async {
+        tokio::join!(write, read)
+    })
+    .await;
+    assert_eq!(
+        checksum(&back),
+        checksum(&data),
+        "bytes through the live connection"
+    );
 }
 
 const IP2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -224,7 +235,11 @@ async fn a_record_change_moves_new_clients_while_a_live_connection_keeps_flowing
     let mut zone = Zone::start().await;
     const TTL: u32 = 1;
     zone.set_a("db", TTL, &[IP2]).await;
-    let sluice = start(config(&zone, &format!(r#"{{ addr = "db.sluice.test:{port}" }}"#))).await;
+    let sluice = start(config(
+        &zone,
+        &format!(r#"{{ addr = "db.sluice.test:{port}" }}"#),
+    ))
+    .await;
     assert_eq!(
         sluice.members().await,
         [(format!("db.sluice.test:{port} (127.0.0.2)"), 0)]
@@ -294,9 +309,8 @@ async fn two_a_records_make_two_members_and_a_reload_keeps_them() {
     assert!(summary.ends_with("members +0 -0 ~0"), "{summary}");
     assert_eq!(sluice.members().await, expected);
     let after = sluice.reloader.pool("db").await.unwrap();
-    let active = |p: &sluice::upstream::Pool| -> u64 {
-        p.members().iter().map(|m| m.active()).sum()
-    };
+    let active =
+        |p: &sluice::upstream::Pool| -> u64 { p.members().iter().map(|m| m.active()).sum() };
     assert_eq!(active(&after), active(&before), "member state is adopted");
     echo_exact(&mut live, 4096, 3).await;
     let status = sluice.reloader.dns_status();
@@ -362,7 +376,11 @@ async fn srv_priorities_become_tiers_and_a_dead_tier_0_fails_over_to_tier_1() {
 async fn a_name_that_does_not_resolve_at_start_becomes_a_member_when_it_appears() {
     let port = two_members().await;
     let mut zone = Zone::start().await;
-    let sluice = start(config(&zone, &format!(r#"{{ addr = "late.sluice.test:{port}" }}"#))).await;
+    let sluice = start(config(
+        &zone,
+        &format!(r#"{{ addr = "late.sluice.test:{port}" }}"#),
+    ))
+    .await;
     assert!(sluice.members().await.is_empty());
     let status = sluice.reloader.dns_status();
     assert!(status[0].addresses.is_empty());
@@ -375,9 +393,11 @@ async fn a_name_that_does_not_resolve_at_start_becomes_a_member_when_it_appears(
 
     zone.set_a("late", 1, &[IP2]).await;
     let reloader = sluice.reloader.clone();
-    eventually_async(Duration::from_secs(10), "the name becomes a member", async || {
-        reloader.pool("db").await.unwrap().members().len() == 1
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "the name becomes a member",
+        async || reloader.pool("db").await.unwrap().members().len() == 1,
+    )
     .await;
     assert_eq!(connect(sluice.addr).await.1, b'2');
     assert!(sluice.reloader.dns_status()[0].last_error.is_none());
@@ -389,7 +409,11 @@ async fn a_dns_server_that_stops_answering_keeps_the_last_good_members() {
     let port = two_members().await;
     let mut zone = Zone::start().await;
     zone.set_a("db", 1, &[IP2, IP3]).await;
-    let sluice = start(config(&zone, &format!(r#"{{ addr = "db.sluice.test:{port}" }}"#))).await;
+    let sluice = start(config(
+        &zone,
+        &format!(r#"{{ addr = "db.sluice.test:{port}" }}"#),
+    ))
+    .await;
     assert_eq!(sluice.members().await.len(), 2);
     zone.stop().await;
     let reloader = sluice.reloader.clone();
@@ -400,7 +424,11 @@ async fn a_dns_server_that_stops_answering_keeps_the_last_good_members() {
     let status = sluice.reloader.dns_status();
     assert!(status[0].stale, "{status:?}");
     assert_eq!(status[0].addresses.len(), 2);
-    assert_eq!(sluice.members().await.len(), 2, "the last good answer is held");
+    assert_eq!(
+        sluice.members().await.len(),
+        2,
+        "the last good answer is held"
+    );
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..4 {
         seen.insert(connect(sluice.addr).await.1);

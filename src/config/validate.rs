@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use super::parse::{self, Parsed};
 use super::schema::{
-    BreakerFile, DnsFile, FileConfig, HealthFile, HumanDuration, InitState, MemberFile, OnLimitKind,
-    PoolFile, RateLimitFile, RetryFile, RouteFile,
+    BreakerFile, DnsFile, FileConfig, HealthFile, HumanDuration, InitState, MemberFile,
+    OnLimitKind, PoolFile, RateLimitFile, RetryFile, RouteFile,
 };
 use super::{
-    AdminConfig, AllDown, BalanceKind, BreakerConfig, Config, ConfigError, ConfigErrors, DnsConfig,
-    DnsEntry, DnsQuery,
+    AdminConfig, AllDown, BalanceKind, BreakerConfig, Config, ConfigError, ConfigErrors,
     DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit,
-    PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, source_name,
+    DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE, DnsConfig, DnsEntry, DnsQuery, HealthConfig,
+    MAX_WEIGHT, MemberConfig, OnLimit, PoolConfig, RateLimitConfig, RelayConfig, RetryConfig,
+    RouteConfig, source_name,
 };
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.

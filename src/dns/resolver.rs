@@ -68,7 +68,10 @@ impl Resolver {
                     server
                 })
                 .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_parts(None, vec![], servers), provider)
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], servers),
+                provider,
+            )
         };
         let opts = builder.options_mut();
         // sluice keeps its own answers and asks again when their TTL runs out: a cache in
@@ -77,7 +80,9 @@ impl Resolver {
         opts.timeout = config.timeout;
         opts.attempts = 2;
         opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
-        let inner = builder.build().map_err(|e| format!("cannot build a resolver: {e}"))?;
+        let inner = builder
+            .build()
+            .map_err(|e| format!("cannot build a resolver: {e}"))?;
         Ok(Self { inner })
     }
 
@@ -111,7 +116,10 @@ impl Resolver {
         if ips.is_empty() {
             return Err(LookupError::NotFound(format!("{host}: no addresses")));
         }
-        Ok((ips, min_ttl(records.iter().filter(|r| r.data.ip_addr().is_some()))))
+        Ok((
+            ips,
+            min_ttl(records.iter().filter(|r| r.data.ip_addr().is_some())),
+        ))
     }
 
     async fn srv(&self, name: &str) -> Result<(Vec<Target>, Duration), LookupError> {
@@ -124,13 +132,9 @@ impl Resolver {
             .answers()
             .iter()
             .filter_map(|r| match &r.data {
-                RData::SRV(srv) => Some((
-                    r,
-                    srv.priority,
-                    srv.weight,
-                    srv.port,
-                    srv.target.to_ascii(),
-                )),
+                RData::SRV(srv) => {
+                    Some((r, srv.priority, srv.weight, srv.port, srv.target.to_ascii()))
+                }
                 _ => None,
             })
             .collect();

@@ -28,7 +28,11 @@ fn target(addr: &str, tier_offset: u8, weight: Option<u32>) -> Target {
 fn entries_validate_without_resolving_and_expand_to_one_member_per_address() {
     let c = config(POOL);
     let pool = &c.pools[0];
-    assert_eq!(pool.members.len(), 1, "only the literal member is resolved at load");
+    assert_eq!(
+        pool.members.len(),
+        1,
+        "only the literal member is resolved at load"
+    );
     assert_eq!(pool.dns.len(), 2);
     assert_eq!(c.summary(), "routes=1 pools=1 members=3");
 
@@ -42,7 +46,10 @@ fn entries_validate_without_resolving_and_expand_to_one_member_per_address() {
     let mut answers = Answers::new();
     answers.insert(
         host.clone(),
-        vec![target("10.0.0.2:5432", 0, None), target("10.0.0.3:5432", 0, None)],
+        vec![
+            target("10.0.0.2:5432", 0, None),
+            target("10.0.0.3:5432", 0, None),
+        ],
     );
     answers.insert(
         srv,

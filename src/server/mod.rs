@@ -11,7 +11,9 @@
 //! recorder), and `run` serves it until the drain is over, so `/healthz` reports the drain.
 //!
 //! While running, a [`Reloader`] moves the server to a new config (`runtime.rs` applies it,
-//! `reload.rs` reads, validates and reports).
+//! `reload.rs` reads, validates and reports). The config that runs is the file with its DNS
+//! entries expanded into members (`crate::dns`): `bind` resolves them once, and a resolver
+//! task applies each changed answer through the same [`Reloader`].
 //!
 //! The admin API depends on none of this: `run` wires in its handles (the [`Reloader`]'s
 //! [`admin::SharedView`], an [`admin::Draining`] on the stop signal, the [`Reloader`] as
