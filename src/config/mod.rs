@@ -228,6 +228,9 @@ pub struct DnsEntry {
     pub weight: u32,
     /// Tier of its members; for SRV the lowest priority's, later priorities count up from it.
     pub tier: u8,
+    /// How many literal members come before it in the file: its members go there, so a
+    /// pool's members keep file order.
+    pub position: usize,
 }
 
 /// Highest tier a member may have (SRV priorities stop counting up here).

@@ -441,7 +441,10 @@ impl Validator {
         for (i, member) in members_file.into_iter().enumerate() {
             match self.member(&format!("pools.{name}.members[{i}]"), member) {
                 Some(Entry::Literal(m)) => members.push(m),
-                Some(Entry::Dns(e)) => dns.push(e),
+                Some(Entry::Dns(e)) => dns.push(DnsEntry {
+                    position: members.len(),
+                    ..e
+                }),
                 None => {}
             }
         }
@@ -575,6 +578,7 @@ impl Validator {
             query,
             weight: weight? as u32,
             tier: tier? as u8,
+            position: 0,
         }))
     }
 

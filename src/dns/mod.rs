@@ -47,31 +47,35 @@ pub struct Target {
 /// The current answer of every query.
 pub type Answers = BTreeMap<DnsQuery, Vec<Target>>;
 
-/// The config to run: `config` with one member per address its DNS entries resolved to,
-/// after its literal members. An entry with no answer yet adds none; an address two entries
-/// of a pool share is one member (the first entry's).
+/// The config to run: `config` with one member per address its DNS entries resolved to, in
+/// file order (an entry's members where the entry is). An entry with no answer yet adds none;
+/// an address a literal member has, or an earlier entry gave, is not added again.
 pub fn expand(config: &Config, answers: &Answers) -> Config {
     let mut out = config.clone();
     for pool in &mut out.pools {
-        let mut names: HashSet<String> = pool.members.iter().map(|m| m.name.clone()).collect();
         let mut addrs: HashSet<SocketAddr> = pool.members.iter().map(|m| m.addr).collect();
-        for entry in &pool.dns {
-            let Some(targets) = answers.get(&entry.query) else {
-                continue;
-            };
-            for t in targets {
-                let name = member_name(&entry.query, t.addr);
-                if !addrs.insert(t.addr) || !names.insert(name.clone()) {
-                    continue;
+        let literal = std::mem::take(&mut pool.members);
+        let mut members = Vec::with_capacity(literal.len());
+        let mut entries = pool.dns.iter().peekable();
+        for i in 0..=literal.len() {
+            while let Some(entry) = entries.next_if(|e| e.position <= i) {
+                for t in answers.get(&entry.query).into_iter().flatten() {
+                    if !addrs.insert(t.addr) {
+                        continue;
+                    }
+                    members.push(MemberConfig {
+                        name: member_name(&entry.query, t.addr),
+                        addr: t.addr,
+                        weight: t.weight.unwrap_or(entry.weight),
+                        tier: entry.tier.saturating_add(t.tier_offset).min(MAX_TIER),
+                    });
                 }
-                pool.members.push(MemberConfig {
-                    name,
-                    addr: t.addr,
-                    weight: t.weight.unwrap_or(entry.weight),
-                    tier: entry.tier.saturating_add(t.tier_offset).min(MAX_TIER),
-                });
+            }
+            if let Some(m) = literal.get(i) {
+                members.push(m.clone());
             }
         }
+        pool.members = members;
     }
     out
 }
