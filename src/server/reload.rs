@@ -240,9 +240,9 @@ impl Reloader {
     /// no platform watcher and catches editors that replace the file by renaming.
     ///
     /// A change is applied only once the file is stable: its bytes unchanged for
-    /// [`SETTLE`] (a file written in place in two steps is never read between them). A
+    /// `SETTLE` (500 ms) (a file written in place in two steps is never read between them). A
     /// config that would close a listener (a route or listen address gone) must then stay
-    /// unchanged for one more [`SETTLE`]: a half-written file whose first half is itself
+    /// unchanged for one more `SETTLE`: a half-written file whose first half is itself
     /// valid must not take a listener down even briefly.
     pub async fn watch(self, every: Duration, stop: CancellationToken) {
         let Some(path) = self.inner.path.clone() else {
