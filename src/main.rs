@@ -236,7 +236,8 @@ fn check(path: &Path, explain: bool, json: bool, strict: bool) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let warnings = startup_warnings(&config, sluice::resources::hard_fd_limit());
+    let mut warnings = startup_warnings(&config, sluice::resources::hard_fd_limit());
+    warnings.extend(dns_warnings(&config));
     for warning in &warnings {
         eprintln!("{warning}");
     }
@@ -457,6 +458,24 @@ fn startup_warnings(config: &Config, fd_limit: u64) -> Vec<String> {
         out.push(format!("{file}: warning: {warning}"));
     }
     out
+}
+
+/// Each DNS entry of `config` that does not resolve now (asked once, bounded by
+/// `[dns] timeout`).
+fn dns_warnings(config: &Config) -> Vec<String> {
+    let file = config.source_name();
+    let warnings = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(sluice::dns::warnings(config)),
+        Err(e) => {
+            return vec![format!(
+                "{file}: warning: dns: cannot start a runtime to resolve names: {e}"
+            )];
+        }
+    };
+    warnings.iter().map(|w| w.render(&file)).collect()
 }
 
 /// The signal streams sluice handles, each `None` when its handler could not be installed

@@ -84,7 +84,11 @@ async fn status_lists_routes_pools_and_members() {
         json!({"name": "statusroute", "balance": "round_robin", "min_healthy": 1, "all_down": "reject"})
     );
     let first = &pool["members"][0];
-    assert_eq!(first["addr"], format!("localhost:{}", up.addr.port()));
+    // A name is a DNS entry: its member is named after the entry and the address.
+    assert_eq!(
+        first["addr"],
+        format!("localhost:{} (127.0.0.1)", up.addr.port())
+    );
     let resolved: SocketAddr = first["resolved"].as_str().unwrap().parse().unwrap();
     assert!(
         resolved.ip().is_loopback() && resolved.port() == up.addr.port(),
@@ -213,7 +217,7 @@ async fn member_can_be_named_by_its_resolved_address() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         body["member"]["addr"],
-        format!("localhost:{}", up.addr.port())
+        format!("localhost:{} (127.0.0.1)", up.addr.port())
     );
     assert_eq!(body["member"]["admin"], "drain");
     sluice.stop().await;

@@ -225,3 +225,44 @@ fn check_warns_on_stderr_and_strict_fails_on_warnings() {
         "{stderr}"
     );
 }
+
+/// A member name that does not resolve is not a config error: `check` warns (exit 0) and
+/// `--strict` fails on it.
+#[test]
+fn check_warns_about_a_name_that_does_not_resolve() {
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let dir = sluice_testkit::scratch_dir("check-dns");
+    let path = dir.join("dns.toml");
+    // Port 1 on loopback answers no DNS: the query fails within the timeout.
+    std::fs::write(
+        &path,
+        "[dns]\nservers = [\"127.0.0.1:1\"]\ntimeout = \"200ms\"\n\
+         [routes.web]\nlisten = \"127.0.0.1:0\"\npool = \"web\"\n\
+         [pools.web]\nmembers = [{ addr = \"backend.invalid:9001\" }]\n",
+    )
+    .unwrap();
+    let run = |strict: bool| {
+        let mut c = Command::new(sluice);
+        c.args(["check", "--config"]).arg(&path);
+        if strict {
+            c.arg("--strict");
+        }
+        c.output().unwrap()
+    };
+    let lenient = run(false);
+    assert_eq!(lenient.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&lenient.stderr);
+    assert!(
+        stderr.starts_with(
+            "dns.toml: warning: pools.web.members: backend.invalid:9001 does not resolve now ("
+        ) && stderr
+            .trim_end()
+            .ends_with("sluice starts without its members and adds them when it resolves"),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&lenient.stdout).trim(),
+        "dns.toml: ok: routes=1 pools=1 members=1"
+    );
+    assert_eq!(run(true).status.code(), Some(1));
+}

@@ -59,6 +59,8 @@ pub struct Config {
     /// Seed for every random decision (balancer picks, probe jitter); `None` seeds from the OS.
     pub seed: Option<u64>,
     pub admin: Option<AdminConfig>,
+    /// How `host:port` and `srv` members are resolved (`[dns]`).
+    pub dns: DnsConfig,
     /// Connections relayed at once across every route; `None` = unlimited.
     pub max_connections: Option<usize>,
     /// Access log file (reopened on SIGUSR1); `None` = stderr with the other logs.
@@ -87,9 +89,26 @@ impl Config {
         self.pools.iter().find(|p| p.name == name)
     }
 
-    /// `routes=N pools=N members=N`, the summary `sluice check` prints.
+    /// Every distinct DNS query the pools' entries need, in a stable order.
+    pub fn dns_queries(&self) -> Vec<DnsQuery> {
+        let mut queries: Vec<DnsQuery> = self
+            .pools
+            .iter()
+            .flat_map(|p| p.dns.iter().map(|e| e.query.clone()))
+            .collect();
+        queries.sort();
+        queries.dedup();
+        queries
+    }
+
+    /// `routes=N pools=N members=N`, the summary `sluice check` prints (a DNS entry counts as
+    /// one member, whatever it resolves to).
     pub fn summary(&self) -> String {
-        let members: usize = self.pools.iter().map(|p| p.members.len()).sum();
+        let members: usize = self
+            .pools
+            .iter()
+            .map(|p| p.members.len() + p.dns.len())
+            .sum();
         format!(
             "routes={} pools={} members={}",
             self.routes.len(),
@@ -150,6 +169,72 @@ impl std::fmt::Debug for AdminToken {
         f.write_str("AdminToken(<redacted>)")
     }
 }
+
+/// `[dns]`: how member names are resolved and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Name servers asked, in order; empty = the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
+    /// A record's TTL is raised to at least this before the name is asked again.
+    pub min_ttl: Duration,
+    /// ... and lowered to at most this.
+    pub max_ttl: Duration,
+    /// One query's timeout (per server and attempt).
+    pub timeout: Duration,
+}
+
+/// Default `[dns] min_ttl`.
+pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(1);
+/// Default `[dns] max_ttl`.
+pub const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
+/// Default `[dns] timeout`.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            min_ttl: DEFAULT_DNS_MIN_TTL,
+            max_ttl: DEFAULT_DNS_MAX_TTL,
+            timeout: DEFAULT_DNS_TIMEOUT,
+        }
+    }
+}
+
+/// What one DNS entry asks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DnsQuery {
+    /// `host:port`: every address of `host` (A records; AAAA when there are none), at `port`.
+    Host { host: String, port: u16 },
+    /// An SRV name: every target's addresses at the target's port.
+    Srv { name: String },
+}
+
+impl std::fmt::Display for DnsQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Host { host, port } => write!(f, "{host}:{port}"),
+            Self::Srv { name } => f.write_str(name),
+        }
+    }
+}
+
+/// A pool member given by name: it stands for as many members as its name resolves to, kept
+/// current in the background (`crate::dns`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsEntry {
+    pub query: DnsQuery,
+    /// 1..=256; for SRV entries each target's weight comes from its record instead.
+    pub weight: u32,
+    /// Tier of its members; for SRV the lowest priority's, later priorities count up from it.
+    pub tier: u8,
+    /// How many literal members come before it in the file: its members go there, so a
+    /// pool's members keep file order.
+    pub position: usize,
+}
+
+/// Highest tier a member may have (SRV priorities stop counting up here).
+pub const MAX_TIER: u8 = 15;
 
 /// One route: a set of listen addresses whose connections go to one pool.
 #[derive(Clone, Debug, PartialEq)]
@@ -314,8 +399,11 @@ pub enum RelayMode {
 pub struct PoolConfig {
     pub name: String,
     pub balance: BalanceKind,
-    /// Members in file order; at least one, tier 0 present, tiers without gaps.
+    /// Members in file order; tier 0 present, tiers without gaps. As validated these are the
+    /// literal `ip:port` members; the running config adds one per address `dns` resolved to.
     pub members: Vec<MemberConfig>,
+    /// Entries given by name (`host:port` or `srv`), in file order.
+    pub dns: Vec<DnsEntry>,
     /// `None`: no active health checking, every member is considered up.
     pub health: Option<HealthConfig>,
     /// The lowest tier with at least this many eligible members takes the traffic.
@@ -362,9 +450,9 @@ impl Default for BreakerConfig {
 /// One member of a pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberConfig {
-    /// The address as written (`host:port`); names members in logs, metrics and the admin API.
+    /// The address as written (`ip:port`), or for a member from DNS the entry and the address
+    /// (`db.example:5432 (10.0.0.7)`); names members in logs, metrics and the admin API.
     pub name: String,
-    /// The address it resolved to at load time.
     pub addr: SocketAddr,
     /// 1..=256.
     pub weight: u32,

@@ -11,7 +11,9 @@
 //! recorder), and `run` serves it until the drain is over, so `/healthz` reports the drain.
 //!
 //! While running, a [`Reloader`] moves the server to a new config (`runtime.rs` applies it,
-//! `reload.rs` reads, validates and reports).
+//! `reload.rs` reads, validates and reports). The config that runs is the file with its DNS
+//! entries expanded into members (`crate::dns`): `bind` resolves them once, and a resolver
+//! task applies each changed answer through the same [`Reloader`].
 //!
 //! The admin API depends on none of this: `run` wires in its handles (the [`Reloader`]'s
 //! [`admin::SharedView`], an [`admin::Draining`] on the stop signal, the [`Reloader`] as
@@ -42,6 +44,7 @@ use tracing::{info, warn};
 use self::runtime::{Runtime, Shared};
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::dns::{self, Dns};
 use crate::upstream::Pool;
 
 /// Startup failures.
@@ -181,12 +184,18 @@ impl Server {
             workers,
         });
         let admin_listen = config.admin.as_ref().map(|a| a.listen);
-        let mut runtime = Runtime::bind(config, seed, Arc::clone(&shared), inherited)?;
+        // One round of DNS before the first connection, so entries that resolve start as
+        // members; one that does not has none yet (never an error) and is asked again by the
+        // resolver task. Bounded by `[dns] timeout` (two attempts): the queries run at once.
+        let dns = Arc::new(Dns::new(&config.dns));
+        dns.resolve_due(&config.dns_queries()).await;
+        let expanded = dns::expand(&config, &dns.answers());
+        let mut runtime = Runtime::bind(expanded, seed, Arc::clone(&shared), inherited)?;
         if let (Some(listen), Some(listener)) = (admin_listen, &admin) {
             runtime.set_admin_handoff(listen, listener);
         }
         Ok(Self {
-            reloader: Reloader::new(runtime),
+            reloader: Reloader::new(runtime, config, dns),
             shared,
             admin,
             watch: None,
@@ -249,6 +258,11 @@ impl Server {
             let state = Arc::new(AdminState::new(self.reloader.view(), draining, reload));
             tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
         });
+        let resolver = tokio::spawn(
+            self.reloader
+                .clone()
+                .keep_dns_current(shared.background.child_token()),
+        );
         let watcher = self.watch.map(|every| {
             let stop = shared.background.child_token();
             tokio::spawn(self.reloader.clone().watch(every, stop))
@@ -295,6 +309,7 @@ impl Server {
         connections.wait().await;
         shared.background.cancel();
         self.reloader.runtime().lock().await.join_checkers().await;
+        let _ = resolver.await;
         for task in [admin, watcher].into_iter().flatten() {
             let _ = task.await;
         }

@@ -1,7 +1,8 @@
 //! Every metric name sluice emits, in one place (`sluice_` prefix, unit suffixes), with its
 //! help text, and the process-wide Prometheus recorder that the admin listener renders.
 //!
-//! Labels: `route`, `pool`, `member`, and per metric `outcome`, `result`, `to`, `direction`.
+//! Labels: `route`, `pool`, `member`, and per metric `outcome`, `result`, `to`, `direction`,
+//! `entry` (a DNS entry's `host:port` or SRV name).
 //!
 //! Emitting a metric is the business of the module that observes the event; this module only
 //! names, describes and exports. Without [`install`] (no `[admin]` section) the `metrics` macros
@@ -42,6 +43,10 @@ pub const MEMBER_DRAINED: &str = "sluice_member_drained";
 /// Counter: sluice's own resource shortages (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL)
 /// by `op` (accept, connect, probe): never a member's failure.
 pub const LOCAL_RESOURCE_ERRORS_TOTAL: &str = "sluice_local_resource_errors_total";
+/// Counter: DNS queries of member entries by `entry` and `result` (ok, not_found, error).
+pub const DNS_RESOLUTIONS_TOTAL: &str = "sluice_dns_resolutions_total";
+/// Gauge: addresses a DNS entry's answer in use holds, by `entry`.
+pub const DNS_ADDRESSES: &str = "sluice_dns_addresses";
 /// Counter: config reloads by `result` (ok/error).
 pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 /// Gauge: Unix time of the last reload that was applied.
@@ -178,6 +183,16 @@ fn describe() {
         LOCAL_RESOURCE_ERRORS_TOTAL,
         Unit::Count,
         "sluice's own resource shortages (out of descriptors, kernel memory or local ports), by op (accept, connect, probe). Never counted against a member."
+    );
+    describe_counter!(
+        DNS_RESOLUTIONS_TOTAL,
+        Unit::Count,
+        "DNS queries of member entries, by entry and result (ok; not_found: the name has no records, the entry empties; error: no answer, the last good one is kept)."
+    );
+    describe_gauge!(
+        DNS_ADDRESSES,
+        Unit::Count,
+        "Addresses in the DNS answer an entry uses now (each one a member), by entry."
     );
     describe_counter!(
         CONFIG_RELOADS_TOTAL,
