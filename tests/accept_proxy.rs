@@ -80,7 +80,11 @@ async fn the_header_is_consumed_and_its_client_is_announced_upstream() {
         "the balancer's header is consumed; the upstream gets sluice's, naming the same client"
     );
     drop(upstream);
-    assert_eq!(read_all(&mut client).await, b"", "the member's close reaches the client");
+    assert_eq!(
+        read_all(&mut client).await,
+        b"",
+        "the member's close reaches the client"
+    );
     sluice.stop().await;
 }
 

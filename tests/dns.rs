@@ -436,3 +436,59 @@ async fn a_dns_server_that_stops_answering_keeps_the_last_good_members() {
     assert_eq!(seen, [b'2', b'3'].into());
     sluice.stop().await;
 }
+
+/// `/status` shows each DNS entry: its name, the addresses in use, the last error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_dns_entry() {
+    let port = two_members().await;
+    let mut zone = Zone::start().await;
+    zone.set_a("shown", 60, &[IP2]).await;
+    let dir = sluice_testkit::scratch_dir("dns-status");
+    let path = dir.join("sluice.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[dns]\nservers = [\"{}\"]\ntimeout = \"300ms\"\n\
+             [routes.db]\nlisten = \"127.0.0.1:0\"\npool = \"db\"\n[pools.db]\n\
+             members = [{{ addr = \"shown.sluice.test:{port}\" }}, {{ addr = \"missing.sluice.test:{port}\" }}]\n\
+             health = {{ enabled = false }}\n",
+            zone.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::bind(config::from_file(&path).unwrap())
+        .await
+        .unwrap();
+    let admin = server.admin_addr().expect("admin");
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    let mut s = TcpStream::connect(admin).await.unwrap();
+    s.write_all(format!("GET /status HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    within(Duration::from_secs(5), "status", s.read_to_end(&mut reply))
+        .await
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    let body: serde_json::Value =
+        serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let entries = body["dns"].as_array().unwrap_or_else(|| panic!("{body}"));
+    let entry = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {body}"))
+    };
+    let shown = entry(&format!("shown.sluice.test:{port}"));
+    assert_eq!(
+        shown["addresses"],
+        serde_json::json!([format!("{IP2}:{port}")])
+    );
+    assert!(shown["last_error"].is_null(), "{shown}");
+    let missing = entry(&format!("missing.sluice.test:{port}"));
+    assert_eq!(missing["addresses"], serde_json::json!([]));
+    assert!(missing["last_error"].is_string(), "{missing}");
+    shutdown.stop();
+    task.await.unwrap();
+}

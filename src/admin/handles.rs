@@ -35,6 +35,12 @@ pub trait Reload: Send + Sync {
 
     /// The last reload's result; `None` until a reload was tried.
     fn last(&self) -> Option<ReloadOutcome>;
+
+    /// Every DNS entry of the config: its addresses, when it was resolved and will be next,
+    /// the last error. Empty for a config without DNS names.
+    fn dns(&self) -> Vec<crate::dns::EntryStatus> {
+        Vec::new()
+    }
 }
 
 /// Why a reload changed nothing, in the terms the API answers with.

@@ -40,6 +40,9 @@ pub(crate) struct Status {
     /// The outcome of the last reload, if any was tried (absent without a config file).
     #[serde(skip_serializing_if = "Option::is_none")]
     last_reload: Option<ReloadOutcome>,
+    /// DNS entries (`host:port` names and `srv` members); absent when the config has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns: Vec<crate::dns::EntryStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,6 +134,7 @@ pub(super) async fn status(State(state): State<Arc<AdminState>>) -> Json<Status>
             .collect(),
         pools: view.pools.iter().map(pool_status).collect(),
         last_reload: state.reload.as_ref().and_then(|r| r.last()),
+        dns: state.reload.as_ref().map(|r| r.dns()).unwrap_or_default(),
     })
 }
 

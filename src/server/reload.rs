@@ -363,4 +363,8 @@ impl admin::Reload for Reloader {
     fn last(&self) -> Option<ReloadOutcome> {
         Reloader::last(self)
     }
+
+    fn dns(&self) -> Vec<crate::dns::EntryStatus> {
+        self.dns_status()
+    }
 }
