@@ -265,6 +265,8 @@ pub struct RouteConfig {
     pub clients: ClientFilter,
     /// `None` unless `accept_proxy` is on.
     pub accept_proxy: Option<AcceptProxy>,
+    /// Client sockets: `tcp_keepalive`, `tcp_nodelay`.
+    pub socket: SocketOptions,
 }
 
 /// A route's `allow` and `deny` lists. Deny wins; a non-empty allow list admits only what it
@@ -338,6 +340,36 @@ pub enum ProxyProtocol {
     Off,
     V1,
     V2,
+}
+
+/// `tcp_keepalive = { idle, interval, count }`: kernel keepalive probes on a socket, so a
+/// peer that vanished without a FIN (a crashed host, a dropped NAT entry) is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+}
+
+/// Options of the sockets sluice accepts (per route) or opens (per pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Off by default on both sides.
+    pub keepalive: Option<Keepalive>,
+    /// On by default: interactive protocols must not wait on Nagle.
+    pub nodelay: bool,
+    /// Upstream side only: the local address member connections come from (HAProxy `source`).
+    pub source: Option<std::net::IpAddr>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        Self {
+            keepalive: None,
+            nodelay: true,
+            source: None,
+        }
+    }
 }
 
 /// PROXY protocol versions a route accepts from the load balancer in front of it.
@@ -419,6 +451,8 @@ pub struct PoolConfig {
     /// connect has failed the attempt (redialled while the client is silent). A redial trigger
     /// in its own right, so it applies with the breaker off too. `None` when set to zero.
     pub early_close: Option<Duration>,
+    /// Member sockets: `tcp_keepalive`, `tcp_nodelay`, `source`.
+    pub socket: SocketOptions,
 }
 
 /// Per-member circuit breaker fed by real connect outcomes.

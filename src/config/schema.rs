@@ -79,6 +79,17 @@ pub struct RouteFile {
     pub accept_proxy: Option<AcceptProxyVersion>,
     pub accept_proxy_from: Option<Vec<String>>,
     pub accept_proxy_timeout: Option<HumanDuration>,
+    pub tcp_keepalive: Option<KeepaliveFile>,
+    pub tcp_nodelay: Option<bool>,
+}
+
+/// `tcp_keepalive = { idle = "60s", interval = "10s", count = 3 }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepaliveFile {
+    pub idle: Option<HumanDuration>,
+    pub interval: Option<HumanDuration>,
+    pub count: Option<i64>,
 }
 
 /// `{ per_second = 500, burst = 100 }`
@@ -132,6 +143,9 @@ pub struct PoolFile {
     pub all_down: Option<AllDown>,
     pub slow_start: Option<HumanDuration>,
     pub breaker: Option<BreakerFile>,
+    pub tcp_keepalive: Option<KeepaliveFile>,
+    pub tcp_nodelay: Option<bool>,
+    pub source: Option<String>,
 }
 
 /// One entry of `pools.NAME.members`.

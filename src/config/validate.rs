@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use super::parse::{self, Parsed};
 use super::schema::{
-    BreakerFile, DnsFile, FileConfig, HealthFile, HumanDuration, InitState, MemberFile,
-    OnLimitKind, PoolFile, RateLimitFile, RetryFile, RouteFile,
+    BreakerFile, DnsFile, FileConfig, HealthFile, HumanDuration, InitState, KeepaliveFile,
+    MemberFile, OnLimitKind, PoolFile, RateLimitFile, RetryFile, RouteFile,
 };
 use super::{
     AcceptProxy, AcceptProxyVersion, AdminConfig, AllDown, BalanceKind, BreakerConfig,
     ClientFilter, Config, ConfigError, ConfigErrors, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE,
-    DnsConfig, DnsEntry, DnsQuery, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit, PoolConfig,
-    RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, source_name,
+    DnsConfig, DnsEntry, DnsQuery, HealthConfig, Keepalive, MAX_WEIGHT, MemberConfig, OnLimit,
+    PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, SocketOptions, source_name,
 };
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
@@ -384,6 +384,11 @@ impl Validator {
         };
         let retry = self.retry(&key("retry"), route.retry.as_ref());
         let accept_proxy = self.accept_proxy(&key, route);
+        let socket = SocketOptions {
+            keepalive: self.keepalive(&key("tcp_keepalive"), route.tcp_keepalive.as_ref()),
+            nodelay: route.tcp_nodelay.unwrap_or(true),
+            source: None,
+        };
         let clients = ClientFilter {
             allow: self.cidrs(&key("allow"), route.allow.as_deref()),
             deny: self.cidrs(&key("deny"), route.deny.as_deref()),
@@ -422,6 +427,32 @@ impl Validator {
             proxy_protocol: route.proxy_protocol.unwrap_or_default(),
             clients,
             accept_proxy,
+            socket,
+        })
+    }
+
+    /// `tcp_keepalive`: every key optional (idle 60s, interval 10s, count 3, as the kernel's
+    /// own scale goes: whole seconds, count 1..127).
+    fn keepalive(&mut self, path: &str, file: Option<&KeepaliveFile>) -> Option<Keepalive> {
+        let file = file?;
+        let mut seconds = |k: &str, value: Option<HumanDuration>, default: u64| {
+            let d = value.map_or(Duration::from_secs(default), |d| d.0);
+            if d < Duration::from_secs(1) || d > Duration::from_secs(32_767) {
+                self.error(
+                    format!("{path}.{k}"),
+                    Some(quote(&humantime::format_duration(d).to_string())),
+                    "must be between 1s and 32767s (the kernel counts whole seconds)",
+                );
+            }
+            Duration::from_secs(d.as_secs().clamp(1, 32_767))
+        };
+        let idle = seconds("idle", file.idle, 60);
+        let interval = seconds("interval", file.interval, 10);
+        let count = self.int_in(&format!("{path}.count"), file.count, 3, 1, 127)?;
+        Some(Keepalive {
+            idle,
+            interval,
+            count: count as u32,
         })
     }
 
@@ -586,6 +617,21 @@ impl Validator {
         if self.errors.len() != error_count {
             return None;
         }
+        let socket = SocketOptions {
+            keepalive: self.keepalive(&key("tcp_keepalive"), pool.tcp_keepalive.as_ref()),
+            nodelay: pool.tcp_nodelay.unwrap_or(true),
+            source: pool.source.as_deref().and_then(|text| {
+                let ip = text.parse::<std::net::IpAddr>().ok();
+                if ip.is_none() {
+                    self.error(
+                        key("source"),
+                        Some(quote(text)),
+                        "not an IP address; write the local address member connections come from, e.g. \"10.0.0.5\"",
+                    );
+                }
+                ip
+            }),
+        };
         Some(PoolConfig {
             name,
             balance: pool.balance.unwrap_or(BalanceKind::RoundRobin),
@@ -598,6 +644,7 @@ impl Validator {
             breaker,
             member_max_connections,
             early_close: Some(early_close).filter(|d| !d.is_zero()),
+            socket,
         })
     }
 

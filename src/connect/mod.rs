@@ -35,6 +35,7 @@ pub mod proxy_protocol;
 mod rate_limit;
 mod retry;
 mod select;
+pub(crate) mod socket_options;
 mod tcp;
 #[cfg(test)]
 mod testing;
@@ -195,6 +196,7 @@ pub fn stack(
     route: &RouteConfig,
     limits: &RouteLimits,
     seed: u64,
+    upstream_socket: crate::config::SocketOptions,
 ) -> ConnectStack {
     ServiceBuilder::new()
         .layer(limits.admission.clone())
@@ -208,5 +210,5 @@ pub fn stack(
         .layer(SelectLayer::new(pool))
         .layer(CircuitBreakerLayer::new())
         .layer(ConnectTimeoutLayer::new(route.connect_timeout))
-        .service(TcpConnect::new(route.proxy_protocol))
+        .service(TcpConnect::new(route.proxy_protocol, upstream_socket))
 }

@@ -4,24 +4,50 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::net::{IpAddr, SocketAddr};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tower::Service;
 
 use super::{ConnectError, Connected, MemberId, MemberRequest, proxy_protocol};
-use crate::config::ProxyProtocol;
+use crate::config::{ProxyProtocol, SocketOptions};
 
-/// Connects to the member of the request and, when the route asks for it, writes the PROXY
-/// protocol header before anything else; always ready.
+/// Connects to the member of the request (from the pool's `source` address when set, with its
+/// socket options) and, when the route asks for it, writes the PROXY protocol header before
+/// anything else; always ready.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TcpConnect {
     proxy_protocol: ProxyProtocol,
+    socket: SocketOptions,
 }
 
 impl TcpConnect {
-    pub fn new(proxy_protocol: ProxyProtocol) -> Self {
-        Self { proxy_protocol }
+    pub fn new(proxy_protocol: ProxyProtocol, socket: SocketOptions) -> Self {
+        Self {
+            proxy_protocol,
+            socket,
+        }
+    }
+}
+
+/// A TCP connection to `addr`, from `source` when it is of the same family (a member whose
+/// DNS name moved to the other family is dialled from the kernel's choice instead).
+async fn dial(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    match source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        None => TcpStream::connect(addr).await,
+        Some(source) => {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            // Port 0: the kernel picks the port. A source that is not local fails here with
+            // EADDRNOTAVAIL, which is sluice's problem (resources.rs), not the member's.
+            socket.bind(SocketAddr::new(source, 0))?;
+            socket.connect(addr).await
+        }
     }
 }
 
@@ -36,17 +62,16 @@ impl Service<MemberRequest> for TcpConnect {
 
     fn call(&mut self, request: MemberRequest) -> Self::Future {
         let header = proxy_protocol::header(self.proxy_protocol, request.client, request.local);
+        let socket = self.socket;
         Box::pin(async move {
             let started = Instant::now();
             let member = request.guard.member();
             let addr = member.addr();
-            let mut stream = TcpStream::connect(addr)
+            let mut stream = dial(addr, socket.source)
                 .await
                 .map_err(|e| ConnectError::from_io(MemberId::of(member), e))?;
-            // Interactive protocols must not wait on Nagle; bulk transfers lose nothing by it.
-            stream
-                .set_nodelay(true)
-                .map_err(|e| ConnectError::from_io(MemberId::of(member), e))?;
+            // TCP_NODELAY by default: interactive protocols must not wait on Nagle.
+            super::socket_options::apply(&stream, &socket);
             if let Some(header) = header {
                 // Part of the connect: a member that cannot take 100 bytes is not connected,
                 // and the client has sent nothing to it yet, so a redial is still safe.

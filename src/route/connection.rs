@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::accept_proxy;
 use super::outcome::Outcome;
-use crate::config::{AcceptProxy, ClientFilter};
+use crate::config::{AcceptProxy, ClientFilter, SocketOptions};
 use crate::connect::{ConnectError, ConnectRequest, ConnectStack};
 use crate::relay::{self, RelayEnd, RelaySettings, Side};
 use crate::resources::{self, ShortageAt};
@@ -37,6 +37,8 @@ pub struct RouteContext {
     pub clients: ClientFilter,
     /// `accept_proxy`: the PROXY header every connection must start with.
     pub accept_proxy: Option<AcceptProxy>,
+    /// Client socket options (`tcp_nodelay`, `tcp_keepalive`).
+    pub socket: SocketOptions,
 }
 
 /// Connection counts of a route, read by `/status`; they survive reloads that keep the route.
@@ -139,7 +141,7 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
         return finish(route, record, Outcome::Denied, "PR", started);
     }
     // Bytes the client sends meanwhile wait in its socket's receive buffer; nothing is lost.
-    let _ = client.set_nodelay(true);
+    crate::connect::socket_options::apply(&client, &route.socket);
     let Ok(local) = announced_local.map_or_else(|| client.local_addr(), Ok) else {
         return finish(route, record, Outcome::ClientError, "CR", started);
     };

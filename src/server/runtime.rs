@@ -263,7 +263,12 @@ impl Runtime {
                 let stats = self.routes.get(&r.name).map(|c| Arc::clone(&c.stats));
                 (
                     r.name.clone(),
-                    Arc::new(self.route_context(r, &pools[&r.pool], stats)),
+                    Arc::new(self.route_context(
+                        r,
+                        &pools[&r.pool],
+                        pool_socket(&new, &r.pool),
+                        stats,
+                    )),
                 )
             })
             .collect();
@@ -331,11 +336,18 @@ impl Runtime {
         &self,
         r: &RouteConfig,
         pool: &Arc<Pool>,
+        upstream_socket: crate::config::SocketOptions,
         stats: Option<Arc<RouteStats>>,
     ) -> RouteContext {
         RouteContext {
             name: r.name.as_str().into(),
-            connect: connect::stack(Arc::clone(pool), r, &self.limits[&r.name], self.seed),
+            connect: connect::stack(
+                Arc::clone(pool),
+                r,
+                &self.limits[&r.name],
+                self.seed,
+                upstream_socket,
+            ),
             relay: RelaySettings {
                 idle_timeout: r.idle_timeout,
                 buffer_size: r.relay.buffer_size,
@@ -347,6 +359,7 @@ impl Runtime {
             stats: stats.unwrap_or_default(),
             clients: r.clients.clone(),
             accept_proxy: r.accept_proxy.clone(),
+            socket: r.socket,
         }
     }
 
@@ -550,4 +563,14 @@ fn global_cap(config: &Config) -> usize {
     config
         .max_connections
         .unwrap_or_else(|| Capacity::for_config(resources::current_fd_limit(), config).connections)
+}
+
+/// The socket options of pool `name` in `config` (validation guarantees it exists).
+fn pool_socket(config: &Config, name: &str) -> crate::config::SocketOptions {
+    config
+        .pools
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.socket)
+        .unwrap_or_default()
 }
