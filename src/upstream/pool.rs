@@ -148,6 +148,7 @@ mod tests {
             breaker,
             member_max_connections: cap,
             early_close: None,
+            socket: Default::default(),
         }
     }
 
