@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Behavior, Sluice, Upstream};
+use sluice_testkit::eventually_async;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -126,4 +127,72 @@ fn ipv4_mapped_clients_match_ipv4_rules() {
     assert!(filter.admits(ip("2001:db8::1")));
     assert!(!filter.admits(ip("198.51.100.1")));
     assert!(sluice::config::ClientFilter::default().admits(ip("198.51.100.1")));
+}
+
+/// The route's active connection count from `/status`.
+async fn route_active(admin: SocketAddr) -> Option<u64> {
+    let mut s = tokio::net::TcpStream::connect(admin).await.ok()?;
+    s.write_all(format!("GET /status HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).await.ok()?;
+    let reply = String::from_utf8_lossy(&reply);
+    let body: serde_json::Value = serde_json::from_str(reply.split("\r\n\r\n").nth(1)?).ok()?;
+    body["routes"][0]["active"].as_u64()
+}
+
+/// `max_connections_per_client`: one address holds at most N connections at once; another
+/// address is not affected, and a slot comes back when a connection ends.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share() {
+    let up = Upstream::start(Behavior::Echo).await;
+    let sluice = Sluice::start(&format!(
+        r#"
+        [admin]
+        listen = "127.0.0.1:0"
+        [routes.app]
+        listen = "127.0.0.1:0"
+        pool = "app"
+        max_connections_per_client = 2
+        [pools.app]
+        members = [{{ addr = "{}" }}]
+        [pools.app.health]
+        enabled = false
+        "#,
+        up.addr
+    ))
+    .await;
+    let route = sluice.addr("app");
+    let admin = sluice.admin.expect("admin");
+    let open_from = |source: [u8; 4]| async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(IpAddr::from(source), 0))
+            .unwrap();
+        let mut s = socket.connect(route).await.unwrap();
+        s.write_all(b"hi").await.unwrap();
+        let mut back = [0u8; 2];
+        s.read_exact(&mut back).await.unwrap();
+        s
+    };
+    let first = open_from([127, 0, 0, 1]).await;
+    let _second = open_from([127, 0, 0, 1]).await;
+    // A third from the same address: closed at once, never dialled.
+    assert_eq!(exchange_from([127, 0, 0, 1], route).await, b"");
+    // Another address has its own share.
+    let _other = open_from([127, 0, 0, 2]).await;
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
+    // One ends: once sluice has counted it out (the route's active count drops after the
+    // connection's per-client slot is given back), the address has a slot again.
+    drop(first);
+    eventually_async(
+        Duration::from_secs(5),
+        "the first connection ended",
+        async || route_active(admin).await == Some(2),
+    )
+    .await;
+    assert_eq!(exchange_from([127, 0, 0, 1], route).await, b"ping");
+    drop((_second, _other));
+    sluice.stop().await;
 }

@@ -267,6 +267,8 @@ pub struct RouteConfig {
     pub accept_proxy: Option<AcceptProxy>,
     /// Client sockets: `tcp_keepalive`, `tcp_nodelay`.
     pub socket: SocketOptions,
+    /// Connections one client address may hold at once on this route; `None` = unlimited.
+    pub max_connections_per_client: Option<usize>,
 }
 
 /// A route's `allow` and `deny` lists. Deny wins; a non-empty allow list admits only what it

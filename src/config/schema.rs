@@ -81,6 +81,7 @@ pub struct RouteFile {
     pub accept_proxy_timeout: Option<HumanDuration>,
     pub tcp_keepalive: Option<KeepaliveFile>,
     pub tcp_nodelay: Option<bool>,
+    pub max_connections_per_client: Option<i64>,
 }
 
 /// `tcp_keepalive = { idle = "60s", interval = "10s", count = 3 }`

@@ -428,6 +428,10 @@ impl Validator {
             clients,
             accept_proxy,
             socket,
+            max_connections_per_client: self.limit(
+                &key("max_connections_per_client"),
+                route.max_connections_per_client,
+            ),
         })
     }
 

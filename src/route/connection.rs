@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::accept_proxy;
 use super::outcome::Outcome;
+use super::per_client::PerClient;
 use crate::config::{AcceptProxy, ClientFilter, SocketOptions};
 use crate::connect::{ConnectError, ConnectRequest, ConnectStack};
 use crate::relay::{self, RelayEnd, RelaySettings, Side};
@@ -39,6 +40,8 @@ pub struct RouteContext {
     pub accept_proxy: Option<AcceptProxy>,
     /// Client socket options (`tcp_nodelay`, `tcp_keepalive`).
     pub socket: SocketOptions,
+    /// `max_connections_per_client`, when set.
+    pub per_client: Option<Arc<PerClient>>,
 }
 
 /// Connection counts of a route, read by `/status`; they survive reloads that keep the route.
@@ -140,6 +143,20 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
     if !route.clients.admits(peer.ip()) {
         return finish(route, record, Outcome::Denied, "PR", started);
     }
+    // Held until the connection ends (this function returns).
+    let _per_client = match &route.per_client {
+        None => None,
+        Some(limit) => match limit.admit(peer.ip()) {
+            Some(guard) => Some(guard),
+            None => {
+                debug!(
+                    max = limit.max(),
+                    "max_connections_per_client reached; closed"
+                );
+                return finish(route, record, Outcome::RejectedLimit, "PR", started);
+            }
+        },
+    };
     // Bytes the client sends meanwhile wait in its socket's receive buffer; nothing is lost.
     crate::connect::socket_options::apply(&client, &route.socket);
     let Ok(local) = announced_local.map_or_else(|| client.local_addr(), Ok) else {

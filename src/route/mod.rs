@@ -4,6 +4,7 @@ mod accept_proxy;
 mod connection;
 mod listener;
 mod outcome;
+pub mod per_client;
 
 pub use connection::{RouteContext, RouteStats};
 pub use listener::{accept_loop, bind, bind_reuse_port};

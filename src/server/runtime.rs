@@ -360,6 +360,11 @@ impl Runtime {
             clients: r.clients.clone(),
             accept_proxy: r.accept_proxy.clone(),
             socket: r.socket,
+            // Counts start empty on a reload; connections of the old context give back to
+            // the old map, so a client may briefly hold up to twice its limit.
+            per_client: r
+                .max_connections_per_client
+                .map(crate::route::per_client::PerClient::new),
         }
     }
 
