@@ -183,6 +183,7 @@ mod splicing {
                 after_full_reads,
                 fail_first,
             }),
+            silent: None,
         };
         let task = tokio::spawn({
             let (cut, held) = (cut.clone(), held.to_vec());
