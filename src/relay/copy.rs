@@ -47,12 +47,14 @@ pub(super) struct Silent<'a> {
     member_spoke: AtomicBool,
 }
 
-/// Where the silent watch stands when the relay's timer asks.
+/// Where the silent watch stands.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum SilentCheck {
     /// The member spoke first, or after the client within the period: stop watching.
     Answered,
-    /// Look again at this instant.
+    /// Neither has spoken: nothing to time yet (no timer for this).
+    Waiting,
+    /// The period ends at this instant.
     At(Instant),
     /// The client's first bytes reached the member this long ago and nothing came back.
     Silent(Duration),
@@ -128,20 +130,17 @@ impl<'a> Silent<'a> {
         }
     }
 
-    /// Where the watch stands at `now`. Before the client has spoken there is nothing to time:
-    /// look again one period later (connections whose client speaks first, most of them, get
-    /// here with the stamp already set).
+    /// Where the watch stands at `now`.
     pub(super) fn check(&self, activity: &Activity, now: Instant) -> SilentCheck {
         // Relaxed: both directions and the timer run in the relay's one task.
         if self.member_spoke.load(Ordering::Relaxed) {
             return SilentCheck::Answered;
         }
-        let after = self.watch.after;
         match self.client_spoke.load(Ordering::Relaxed) {
-            0 => SilentCheck::At(crate::time::later(now, after)),
+            0 => SilentCheck::Waiting,
             nanos => {
                 let spoke = activity.start + Duration::from_nanos(nanos - 1);
-                let deadline = crate::time::later(spoke, after);
+                let deadline = crate::time::later(spoke, self.watch.after);
                 if deadline <= now {
                     SilentCheck::Silent(now.saturating_duration_since(spoke))
                 } else {
@@ -151,9 +150,16 @@ impl<'a> Silent<'a> {
         }
     }
 
-    fn stamp_client(&self, activity: &Activity) {
+    /// Stamps the client's first bytes and wakes the relay's task, whose timer then arms for
+    /// the period (a flow cannot reach the timer; this poll's waker is the relay's own).
+    async fn stamp_client(&self, activity: &Activity) {
         let nanos = u64::try_from(activity.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         self.client_spoke.store(nanos + 1, Ordering::Relaxed);
+        poll_fn(|cx| {
+            cx.waker().wake_by_ref();
+            Poll::Ready(())
+        })
+        .await;
     }
 }
 
@@ -246,7 +252,7 @@ impl<'a> Flow<'a> {
         }
         if !self.held.is_empty() {
             self.write_held(env).await?;
-            silent.stamp_client(&env.activity);
+            silent.stamp_client(&env.activity).await;
             return Ok(false);
         }
         let (buf, n) = poll_fn(|cx| read_pooled(&mut self.src, cx, env))
@@ -258,7 +264,7 @@ impl<'a> Flow<'a> {
         env.activity.touch();
         let mut rest = &buf[..n];
         poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
-        silent.stamp_client(&env.activity);
+        silent.stamp_client(&env.activity).await;
         Ok(false)
     }
 

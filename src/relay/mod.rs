@@ -20,8 +20,10 @@ mod pipe;
 mod splice;
 
 pub use crate::config::RelayMode;
+use std::future::poll_fn;
 use std::io;
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -240,22 +242,15 @@ fn run<'a>(
             // One timer for the whole connection. Traffic only stamps `env.activity`; when the
             // timer fires early it is re-armed for what is left, so a busy connection costs one
             // timer event per idle period instead of a timer reset per read. The silent watch
-            // shares it: the timer fires at the earlier of the two deadlines.
+            // shares it: once the client has spoken (the `armed` branch) it fires at the earlier
+            // of the two deadlines until the member speaks or the period runs out.
             let mut watching = env.silent.is_some();
-            let first = [
-                idle_timeout.map(|t| later(env.activity.start(), t)),
-                env.silent
-                    .as_ref()
-                    .map(|s| later(env.activity.start(), s.watch.after)),
-            ];
-            let mut timed = first.iter().any(Option::is_some);
-            let mut idle = pin!(tokio::time::sleep_until(
-                first
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or_else(|| env.activity.start())
-            ));
+            let mut armed = false;
+            let mut timed = idle_timeout.is_some();
+            let mut idle = pin!(tokio::time::sleep_until(later(
+                env.activity.start(),
+                idle_timeout.unwrap_or(Duration::ZERO)
+            )));
 
             loop {
                 // Biased: checking the cut first costs nothing and makes it win over more traffic.
@@ -270,6 +265,31 @@ fn run<'a>(
                         down_done = true;
                         r.map(|()| Side::Upstream)
                     }
+                    // Ready once either side has spoken; the client's stamp wakes this task.
+                    check = poll_fn(|_| match env.silent.as_ref() {
+                        Some(s) => match s.check(&env.activity, Instant::now()) {
+                            SilentCheck::Waiting => Poll::Pending,
+                            check => Poll::Ready(check),
+                        },
+                        None => Poll::Pending,
+                    }), if watching && !armed => {
+                        armed = true;
+                        match check {
+                            SilentCheck::Answered => watching = false,
+                            SilentCheck::At(at) => {
+                                let at = if timed { at.min(idle.deadline()) } else { at };
+                                idle.as_mut().reset(at);
+                                timed = true;
+                            }
+                            // The period already ran out (a stalled task): the timer branch
+                            // reports it at once.
+                            SilentCheck::Silent(_) | SilentCheck::Waiting => {
+                                idle.as_mut().reset(Instant::now());
+                                timed = true;
+                            }
+                        }
+                        continue;
+                    }
                     () = &mut idle, if timed => {
                         let now = Instant::now();
                         let mut next = None;
@@ -283,6 +303,7 @@ fn run<'a>(
                         if let Some(silent) = env.silent.as_ref().filter(|_| watching) {
                             match silent.check(&env.activity, now) {
                                 SilentCheck::Answered => watching = false,
+                                SilentCheck::Waiting => {}
                                 SilentCheck::At(at) => {
                                     next = Some(next.map_or(at, |n: Instant| n.min(at)));
                                 }
