@@ -4,6 +4,8 @@
 //!
 //! - [`config`]: the TOML file, validated in one pass into runtime types.
 //! - [`route`]: one listener per route address; accepts and hands each client on.
+//! - [`dns`]: `host:port` and SRV member entries resolved in the background, by TTL, into
+//!   one member per address.
 //! - [`upstream`]: pools of members, their eligibility (health, drain), tier choice and the
 //!   balancers that pick one member.
 //! - [`health`]: one heartbeat task per member flipping its health after rise/fall probes.
@@ -26,6 +28,7 @@ pub mod admin;
 pub mod budget;
 pub mod config;
 pub mod connect;
+pub mod dns;
 pub mod health;
 pub mod relay;
 pub mod resources;

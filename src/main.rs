@@ -5,7 +5,8 @@
 //!
 //! Under systemd (`Type=notify`, `NOTIFY_SOCKET` set) sluice reports `READY=1` once every
 //! listener is bound, `RELOADING=1` then `READY=1` around a SIGHUP reload, and `STOPPING=1`
-//! at the first stop signal; without `NOTIFY_SOCKET` every notification is a no-op.
+//! at the first stop signal; without `NOTIFY_SOCKET` every notification is a no-op. A process
+//! started by a SIGUSR2 upgrade (`sluice::server::upgrade`) sends `MAINPID=` with its `READY=1`.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -18,7 +19,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use sd_notify::NotifyState;
 use sluice::budget;
 use sluice::config::{self, Config};
-use sluice::server::{Reloader, Workers};
+use sluice::server::{Reloader, Workers, upgrade};
 use sluice::telemetry::access_log::{self, ReopenableFile};
 use sluice::telemetry::json_layer;
 use sluice::{Server, Shutdown};
@@ -72,6 +73,10 @@ enum Command {
         /// Print the summary and every pool's budget as one JSON document (implies --explain).
         #[arg(long)]
         json: bool,
+        /// Treat warnings (an unused pool, health checks and breaker both off, ...) as
+        /// failures: exit 1 when there is any. For CI.
+        #[arg(long)]
+        strict: bool,
     },
     /// Forward one listen address to upstreams without a config file.
     Forward {
@@ -123,7 +128,8 @@ fn main() -> ExitCode {
             config,
             explain,
             json,
-        } => return check(config, *explain || *json, *json),
+            strict,
+        } => return check(config, *explain || *json, *json, *strict),
         Command::Drill { args } => return hand_off(cli.log_format, "drill", args),
         Command::Soak { args } => return hand_off(cli.log_format, "soak", args),
         Command::Run { config, .. } => load(config.as_deref()),
@@ -137,7 +143,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             // Logging is not set up yet (it depends on the config): plain stderr, one per line.
-            eprintln!("{errors}");
+            // One write: a new binary started by SIGUSR2 shares stderr with the old process,
+            // and `eprintln!` writes piece by piece, so the old one's lines would land inside.
+            let _ = std::io::stderr().write_all(format!("{errors}\n").as_bytes());
             return ExitCode::from(EX_USAGE);
         }
     };
@@ -154,10 +162,12 @@ fn main() -> ExitCode {
                 .as_deref()
                 .unwrap_or(Path::new(""))
                 .display();
-            eprintln!(
-                "{}: access_log = {path:?}: cannot open: {e}",
+            // One write, as for a bad config above.
+            let line = format!(
+                "{}: access_log = {path:?}: cannot open: {e}\n",
                 config.source_name()
             );
+            let _ = std::io::stderr().write_all(line.as_bytes());
             return ExitCode::FAILURE;
         }
     };
@@ -218,19 +228,26 @@ fn notify(states: &[NotifyState]) {
 /// `sluice check`: the summary line, then with `explain` each pool's failover budget (see
 /// `sluice::budget`), or all of it as one JSON document with `json`. Exit 0, or 64 with every
 /// problem of a bad file.
-fn check(path: &Path, explain: bool, json: bool) -> ExitCode {
+fn check(path: &Path, explain: bool, json: bool, strict: bool) -> ExitCode {
     let config = match config::from_file(path) {
         Ok(config) => config,
         Err(errors) => {
-            println!("{errors}");
+            eprintln!("{errors}");
             return ExitCode::from(EX_USAGE);
         }
     };
-    // `run` raises the soft descriptor limit to the hard one: judge the cap against that.
-    let capacity =
-        sluice::resources::Capacity::for_config(sluice::resources::hard_fd_limit(), &config);
-    if let Some(warning) = sluice::resources::cap_warning(config.max_connections, capacity) {
-        eprintln!("{}: warning: {warning}", config.source_name());
+    let mut warnings = startup_warnings(&config, sluice::resources::hard_fd_limit());
+    warnings.extend(dns_warnings(&config));
+    for warning in &warnings {
+        eprintln!("{warning}");
+    }
+    if strict && !warnings.is_empty() {
+        eprintln!(
+            "{}: {} warning(s) and --strict: failing",
+            config.source_name(),
+            warnings.len()
+        );
+        return ExitCode::FAILURE;
     }
     let mut out = String::new();
     if json {
@@ -331,6 +348,15 @@ fn load(path: Option<&Path>) -> Result<Config, config::ConfigErrors> {
 /// this thread.
 fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> anyhow::Result<()> {
     size_for_fd_limit(&config);
+    // Resolved now: once the file is replaced, /proc/self/exe names the deleted inode.
+    let binary = upgrade::Binary::current()
+        .inspect_err(
+            |e| warn!(error = %e, "cannot find this binary's path; SIGUSR2 upgrades are off"),
+        )
+        .ok();
+    // Started by a SIGUSR2 upgrade: the old process's listening sockets, taken before binding.
+    let parent = upgrade::receive().context("taking over from the old process")?;
+    let (parent, inherited) = parent.unzip();
     let workers = Workers::start(config.worker_count()).context("starting the worker threads")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -342,7 +368,9 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         // the process at once, SIGHUP and SIGUSR1 too).
         let signals = Signals::install();
         let source = config.source_name();
-        let mut server = Server::bind_on(config, workers.handles())
+        // Not an upgrade: sockets from systemd (socket activation), if it passed any.
+        let inherited = inherited.unwrap_or_else(upgrade::Inherited::from_systemd);
+        let mut server = Server::bind_inheriting(config, workers.handles(), inherited)
             .await
             .with_context(|| format!("starting from {source}"))?;
         if watch {
@@ -352,9 +380,31 @@ fn serve(config: Config, access_log: Option<ReopenableFile>, watch: bool) -> any
         tokio::spawn(reload_on_sighup(signals.hup, server.reloader()));
         tokio::spawn(watch_signals(signals.stop, shutdown.clone()));
         tokio::spawn(reopen_on_sigusr1(signals.usr1, access_log));
+        match signals.usr2 {
+            Some(usr2) => {
+                let upgrade = upgrade::on_sigusr2(usr2, server.handoff(), binary, shutdown.clone());
+                tokio::spawn(upgrade);
+            }
+            None => error!("cannot install the SIGUSR2 handler; binary upgrades are off"),
+        }
         // Every listener (and the admin one) is bound: a client connecting now is queued by the
         // kernel and accepted as soon as `run` starts the accept loops, so this is ready.
-        notify(&[NotifyState::Ready]);
+        match parent {
+            // systemd follows the new process (needs `NotifyAccess=all`), then the old one
+            // stops accepting and drains.
+            Some(parent) => {
+                let pid = std::process::id();
+                notify(&[NotifyState::MainPid(pid), NotifyState::Ready]);
+                // An old process that is gone cannot drain, but this one serves either way.
+                match parent.ready() {
+                    Ok(()) => info!(pid, "upgrade: serving; the old process drains"),
+                    Err(e) => {
+                        warn!(pid, error = %e, "upgrade: serving, but cannot tell the old process")
+                    }
+                }
+            }
+            None => notify(&[NotifyState::Ready]),
+        }
         let summary = server.run(shutdown).await;
         if summary.cut > 0 {
             warn!(cut = summary.cut, "connections cut at shutdown");
@@ -390,9 +440,42 @@ fn size_for_fd_limit(config: &Config) {
         max_connections = config.max_connections.unwrap_or(capacity.connections),
         "descriptor limit"
     );
-    if let Some(warning) = resources::cap_warning(config.max_connections, capacity) {
-        warn!("{}: {warning}", config.source_name());
+    for warning in startup_warnings(config, limit.soft) {
+        warn!("{warning}");
     }
+}
+
+/// What `check` prints and `run` logs before starting: the config's own warnings, and a
+/// `max_connections` the descriptor limit `fd_limit` cannot carry.
+fn startup_warnings(config: &Config, fd_limit: u64) -> Vec<String> {
+    let file = config.source_name();
+    let mut out: Vec<String> = config::warnings(config)
+        .iter()
+        .map(|w| w.render(&file))
+        .collect();
+    let capacity = sluice::resources::Capacity::for_config(fd_limit, config);
+    if let Some(warning) = sluice::resources::cap_warning(config.max_connections, capacity) {
+        out.push(format!("{file}: warning: {warning}"));
+    }
+    out
+}
+
+/// Each DNS entry of `config` that does not resolve now (asked once, bounded by
+/// `[dns] timeout`).
+fn dns_warnings(config: &Config) -> Vec<String> {
+    let file = config.source_name();
+    let warnings = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(sluice::dns::warnings(config)),
+        Err(e) => {
+            return vec![format!(
+                "{file}: warning: dns: cannot start a runtime to resolve names: {e}"
+            )];
+        }
+    };
+    warnings.iter().map(|w| w.render(&file)).collect()
 }
 
 /// The signal streams sluice handles, each `None` when its handler could not be installed
@@ -402,6 +485,7 @@ struct Signals {
     stop: Option<[Signal; 3]>,
     hup: Option<Signal>,
     usr1: Option<Signal>,
+    usr2: Option<Signal>,
 }
 
 impl Signals {
@@ -421,6 +505,7 @@ impl Signals {
             stop,
             hup: signal(SignalKind::hangup()).ok(),
             usr1: signal(SignalKind::user_defined1()).ok(),
+            usr2: signal(SignalKind::user_defined2()).ok(),
         }
     }
 }

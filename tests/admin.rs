@@ -84,7 +84,11 @@ async fn status_lists_routes_pools_and_members() {
         json!({"name": "statusroute", "balance": "round_robin", "min_healthy": 1, "all_down": "reject"})
     );
     let first = &pool["members"][0];
-    assert_eq!(first["addr"], format!("localhost:{}", up.addr.port()));
+    // A name is a DNS entry: its member is named after the entry and the address.
+    assert_eq!(
+        first["addr"],
+        format!("localhost:{} (127.0.0.1)", up.addr.port())
+    );
     let resolved: SocketAddr = first["resolved"].as_str().unwrap().parse().unwrap();
     assert!(
         resolved.ip().is_loopback() && resolved.port() == up.addr.port(),
@@ -213,7 +217,7 @@ async fn member_can_be_named_by_its_resolved_address() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(
         body["member"]["addr"],
-        format!("localhost:{}", up.addr.port())
+        format!("localhost:{} (127.0.0.1)", up.addr.port())
     );
     assert_eq!(body["member"]["admin"], "drain");
     sluice.stop().await;
@@ -362,5 +366,32 @@ async fn metrics_count_connections_and_bytes_per_route() {
     // Exported from the start, although no breaker of this pool ever changed state.
     let breaker = sample(&text, "sluice_breaker_state", &[("pool", "metricsroute")]);
     assert_eq!(breaker, Some(0.0), "{text}");
+    // The version, and the process series Prometheus client libraries export (read at scrape).
+    assert_eq!(
+        sample(
+            &text,
+            "sluice_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let unlabelled = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let open_fds = unlabelled("process_open_fds").expect("process_open_fds");
+    let max_fds = unlabelled("process_max_fds").expect("process_max_fds");
+    assert!(open_fds >= 3.0 && max_fds > open_fds, "{text}");
+    assert!(
+        unlabelled("process_resident_memory_bytes").is_some_and(|b| b > 1e6),
+        "{text}"
+    );
+    assert!(
+        unlabelled("process_start_time_seconds").is_some_and(|t| t > 1.7e9),
+        "{text}"
+    );
+    assert!(unlabelled("process_cpu_seconds_total").is_some(), "{text}");
     sluice.stop().await;
 }

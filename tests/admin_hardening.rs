@@ -448,21 +448,21 @@ fn admin_config_errors_name_the_key_value_and_reason() {
     assert_eq!(
         check(&format!("token_file = {:?}", path(&empty))),
         format!(
-            "<command line>: admin.token_file = {:?}: the file is empty; put the token in it or remove the key",
+            "<command line>: admin.token_file = {:?}: the file is empty; put the token in it or remove the key (line 3, column 14)",
             path(&empty)
         )
     );
     assert_eq!(
         check(&format!("token_file = {:?}", path(&missing))),
         format!(
-            "<command line>: admin.token_file = {:?}: cannot read {}: No such file or directory (os error 2)",
+            "<command line>: admin.token_file = {:?}: cannot read {}: No such file or directory (os error 2) (line 3, column 14)",
             path(&missing),
             path(&missing)
         )
     );
     assert_eq!(
         check("max_connections = 0"),
-        "<command line>: admin.max_connections = 0: must be between 1 and 1024"
+        "<command line>: admin.max_connections = 0: must be between 1 and 1024 (line 3, column 19)"
     );
 }
 

@@ -74,7 +74,9 @@ fn check_exits_zero_with_summary_and_64_with_every_problem() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let expected = std::fs::read_to_string(bad.with_extension("expected")).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    // Problems go to stderr, like every error; stdout carries only results.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+    assert!(out.stdout.is_empty());
     assert_eq!(
         expected.lines().count(),
         3,
@@ -182,5 +184,85 @@ fn check_explain_prints_the_budget_the_readme_shows() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let expected = std::fs::read_to_string(bad.with_extension("expected")).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+}
+
+/// Warnings go to stderr and leave the exit code 0; `--strict` makes them fail (exit 1).
+#[test]
+fn check_warns_on_stderr_and_strict_fails_on_warnings() {
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let dir = sluice_testkit::scratch_dir("check-strict");
+    let path = dir.join("warned.toml");
+    std::fs::write(
+        &path,
+        "[routes.web]\nlisten = \"127.0.0.1:0\"\npool = \"web\"\n\
+         [pools.web]\nmembers = [{ addr = \"127.0.0.1:9\" }]\n\
+         [pools.spare]\nmembers = [{ addr = \"127.0.0.1:9\" }]\n",
+    )
+    .unwrap();
+    let run = |strict: bool| {
+        let mut c = Command::new(sluice);
+        c.args(["check", "--config"]).arg(&path);
+        if strict {
+            c.arg("--strict");
+        }
+        c.output().unwrap()
+    };
+    let warning = "warned.toml: warning: pools.spare: no route uses this pool; its health checks run for nothing";
+    let lenient = run(false);
+    assert_eq!(lenient.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&lenient.stderr).trim(), warning);
+    assert_eq!(
+        String::from_utf8_lossy(&lenient.stdout).trim(),
+        "warned.toml: ok: routes=1 pools=2 members=2"
+    );
+    let strict = run(true);
+    assert_eq!(strict.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(stderr.starts_with(warning), "{stderr}");
+    assert!(
+        stderr.contains("1 warning(s) and --strict: failing"),
+        "{stderr}"
+    );
+}
+
+/// A member name that does not resolve is not a config error: `check` warns (exit 0) and
+/// `--strict` fails on it.
+#[test]
+fn check_warns_about_a_name_that_does_not_resolve() {
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let dir = sluice_testkit::scratch_dir("check-dns");
+    let path = dir.join("dns.toml");
+    // Port 1 on loopback answers no DNS: the query fails within the timeout.
+    std::fs::write(
+        &path,
+        "[dns]\nservers = [\"127.0.0.1:1\"]\ntimeout = \"200ms\"\n\
+         [routes.web]\nlisten = \"127.0.0.1:0\"\npool = \"web\"\n\
+         [pools.web]\nmembers = [{ addr = \"backend.invalid:9001\" }]\n",
+    )
+    .unwrap();
+    let run = |strict: bool| {
+        let mut c = Command::new(sluice);
+        c.args(["check", "--config"]).arg(&path);
+        if strict {
+            c.arg("--strict");
+        }
+        c.output().unwrap()
+    };
+    let lenient = run(false);
+    assert_eq!(lenient.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&lenient.stderr);
+    assert!(
+        stderr.starts_with(
+            "dns.toml: warning: pools.web.members: backend.invalid:9001 does not resolve now ("
+        ) && stderr
+            .trim_end()
+            .ends_with("sluice starts without its members and adds them when it resolves"),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&lenient.stdout).trim(),
+        "dns.toml: ok: routes=1 pools=1 members=1"
+    );
+    assert_eq!(run(true).status.code(), Some(1));
 }

@@ -234,9 +234,13 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         unit.replace("/usr/local/bin/sluice", env!("CARGO_BIN_EXE_sluice")),
     )
     .unwrap();
+    // The socket unit is verified with its service beside it, as systemd loads them.
+    let socket = dir.join("sluice.socket");
+    std::fs::write(&socket, read("packaging/sluice.socket")).unwrap();
     let out = Command::new("systemd-analyze")
         .args(["verify"])
         .arg(&path)
+        .arg(&socket)
         .output()
         .unwrap();
     assert!(

@@ -39,7 +39,7 @@ use crate::upstream::Pool;
 
 pub use guard::{BODY_LIMIT, BODY_TIMEOUT};
 pub use handles::{Draining, Reload, ReloadFailure, ReloadOutcome, SharedView};
-pub use server::{HEADER_TIMEOUT, Listener, bind, router, serve};
+pub use server::{HEADER_TIMEOUT, Listener, adopt, bind, router, serve};
 
 /// What the admin handlers see of a running server: the handles it was given.
 pub struct AdminState {

@@ -37,6 +37,7 @@ use super::guard::Guard;
 use super::{AdminState, actions, status};
 use crate::config::AdminConfig;
 use crate::route;
+use crate::telemetry;
 
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
@@ -78,16 +79,34 @@ impl Listener {
     }
 }
 
+/// The socket, for a binary upgrade to duplicate (`server::upgrade`).
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
 /// Binds `config.listen` (with `SO_REUSEADDR`, like the routes, so a restart does not wait out
 /// TIME_WAIT); the token and the connection cap are taken now and kept for the run.
 pub fn bind(config: &AdminConfig) -> io::Result<Listener> {
-    Ok(Listener {
-        listener: route::bind(config.listen, BACKLOG)?,
+    Ok(listener(config, route::bind(config.listen, BACKLOG)?))
+}
+
+/// [`bind`] on a listening socket handed over by the process this one upgraded
+/// (`server::upgrade`), instead of binding.
+pub fn adopt(config: &AdminConfig, socket: std::net::TcpListener) -> io::Result<Listener> {
+    socket.set_nonblocking(true)?;
+    Ok(listener(config, TcpListener::from_std(socket)?))
+}
+
+fn listener(config: &AdminConfig, listener: TcpListener) -> Listener {
+    Listener {
+        listener,
         max_connections: config.max_connections,
         guard: Arc::new(Guard {
             token: config.token.clone(),
         }),
-    })
+    }
 }
 
 /// The admin API over `state`.
@@ -290,7 +309,7 @@ struct Health {
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-        state.metrics.render(),
+        telemetry::metrics::render(&state.metrics),
     )
 }
 

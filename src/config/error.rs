@@ -1,7 +1,8 @@
 //! Config errors: each names the file, where in it, the offending value and why.
 //!
 //! `sluice check`, startup and reload all print these, one per line, so the format is the
-//! user interface: `sluice.toml: routes.web.pool = "wbe": no such pool (defined: db, web)`.
+//! user interface: `sluice.toml: routes.web.pool = "wbe": no such pool (defined: db, web) (line 7,
+//! column 8)`: file, key path, value as written, reason, and where the key is.
 
 use std::fmt;
 
@@ -24,6 +25,9 @@ pub struct ConfigError {
     pub file: String,
     pub location: Location,
     pub reason: String,
+    /// Where the key's value (or its table) is in the file, 1-based line and column, when
+    /// the text was at hand to find it.
+    pub position: Option<(usize, usize)>,
 }
 
 impl ConfigError {
@@ -40,6 +44,7 @@ impl ConfigError {
                 value,
             },
             reason: reason.into(),
+            position: None,
         }
     }
 
@@ -48,7 +53,18 @@ impl ConfigError {
             file: file.to_string(),
             location: Location::File,
             reason: reason.into(),
+            position: None,
         }
+    }
+
+    /// The message without its position: what tests compare when the line numbers of the
+    /// text under test are not the point.
+    pub fn unlocated(&self) -> String {
+        Self {
+            position: None,
+            ..self.clone()
+        }
+        .to_string()
     }
 
     /// The key path this error is about, if it is about a key.
@@ -70,10 +86,32 @@ impl fmt::Display for ConfigError {
             Location::Key {
                 path,
                 value: Some(value),
-            } => write!(f, "{path} = {value}: ")?,
+            } => write!(f, "{path} = {}: ", one_line(value))?,
         }
-        f.write_str(&self.reason)
+        f.write_str(&one_line(&self.reason))?;
+        if let (Location::Key { .. }, Some((line, column))) = (&self.location, self.position) {
+            write!(f, " (line {line}, column {column})")?;
+        }
+        Ok(())
     }
+}
+
+/// `text` with line breaks and other control characters escaped, so one problem is always
+/// one line (a multi-line string value once spilled over several).
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            '\t' => "\\t".to_string(),
+            c if c.is_control() => format!("\\u{{{:04x}}}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Every problem found in one config, in the order found.
@@ -81,6 +119,13 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl ConfigErrors {
+    /// Places every error about a key at its line and column in `text`, the file they are
+    /// about (see [`parse::locate`](super::parse::locate)).
+    pub fn located_in(mut self, text: &str) -> Self {
+        super::parse::locate(text, &mut self.0);
+        self
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
         self.0.iter()
     }

@@ -11,6 +11,7 @@ pub mod parse;
 pub mod reload;
 pub mod schema;
 mod validate;
+pub mod warnings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,9 +19,14 @@ use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors, Location};
 pub use validate::{from_file, from_str};
+pub use warnings::{Warning, warnings};
 
 /// Default grace period given to live connections on shutdown.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// 20 s: inside the 30 s Kubernetes (and systemd's default `TimeoutStopSec=90s`, Docker's
+/// 10 s aside) gives a pod before SIGKILL, with room for a `shutdown_delay` of a few seconds,
+/// so the cut is sluice's, counted and logged, not the kubelet's. At 30 s the pod was
+/// killed exactly when sluice would have logged the cut.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Default connect timeout of a route.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default idle timeout of a route.
@@ -53,6 +59,8 @@ pub struct Config {
     /// Seed for every random decision (balancer picks, probe jitter); `None` seeds from the OS.
     pub seed: Option<u64>,
     pub admin: Option<AdminConfig>,
+    /// How `host:port` and `srv` members are resolved (`[dns]`).
+    pub dns: DnsConfig,
     /// Connections relayed at once across every route; `None` = unlimited.
     pub max_connections: Option<usize>,
     /// Access log file (reopened on SIGUSR1); `None` = stderr with the other logs.
@@ -81,9 +89,26 @@ impl Config {
         self.pools.iter().find(|p| p.name == name)
     }
 
-    /// `routes=N pools=N members=N`, the summary `sluice check` prints.
+    /// Every distinct DNS query the pools' entries need, in a stable order.
+    pub fn dns_queries(&self) -> Vec<DnsQuery> {
+        let mut queries: Vec<DnsQuery> = self
+            .pools
+            .iter()
+            .flat_map(|p| p.dns.iter().map(|e| e.query.clone()))
+            .collect();
+        queries.sort();
+        queries.dedup();
+        queries
+    }
+
+    /// `routes=N pools=N members=N`, the summary `sluice check` prints (a DNS entry counts as
+    /// one member, whatever it resolves to).
     pub fn summary(&self) -> String {
-        let members: usize = self.pools.iter().map(|p| p.members.len()).sum();
+        let members: usize = self
+            .pools
+            .iter()
+            .map(|p| p.members.len() + p.dns.len())
+            .sum();
         format!(
             "routes={} pools={} members={}",
             self.routes.len(),
@@ -145,6 +170,72 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// `[dns]`: how member names are resolved and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Name servers asked, in order; empty = the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
+    /// A record's TTL is raised to at least this before the name is asked again.
+    pub min_ttl: Duration,
+    /// ... and lowered to at most this.
+    pub max_ttl: Duration,
+    /// One query's timeout (per server and attempt).
+    pub timeout: Duration,
+}
+
+/// Default `[dns] min_ttl`.
+pub const DEFAULT_DNS_MIN_TTL: Duration = Duration::from_secs(1);
+/// Default `[dns] max_ttl`.
+pub const DEFAULT_DNS_MAX_TTL: Duration = Duration::from_secs(300);
+/// Default `[dns] timeout`.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            min_ttl: DEFAULT_DNS_MIN_TTL,
+            max_ttl: DEFAULT_DNS_MAX_TTL,
+            timeout: DEFAULT_DNS_TIMEOUT,
+        }
+    }
+}
+
+/// What one DNS entry asks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DnsQuery {
+    /// `host:port`: every address of `host` (A records; AAAA when there are none), at `port`.
+    Host { host: String, port: u16 },
+    /// An SRV name: every target's addresses at the target's port.
+    Srv { name: String },
+}
+
+impl std::fmt::Display for DnsQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Host { host, port } => write!(f, "{host}:{port}"),
+            Self::Srv { name } => f.write_str(name),
+        }
+    }
+}
+
+/// A pool member given by name: it stands for as many members as its name resolves to, kept
+/// current in the background (`crate::dns`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsEntry {
+    pub query: DnsQuery,
+    /// 1..=256; for SRV entries each target's weight comes from its record instead.
+    pub weight: u32,
+    /// Tier of its members; for SRV the lowest priority's, later priorities count up from it.
+    pub tier: u8,
+    /// How many literal members come before it in the file: its members go there, so a
+    /// pool's members keep file order.
+    pub position: usize,
+}
+
+/// Highest tier a member may have (SRV priorities stop counting up here).
+pub const MAX_TIER: u8 = 15;
+
 /// One route: a set of listen addresses whose connections go to one pool.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteConfig {
@@ -169,6 +260,32 @@ pub struct RouteConfig {
     pub retry: RetryConfig,
     /// PROXY protocol header sent to the upstream before any client byte.
     pub proxy_protocol: ProxyProtocol,
+    /// Which client addresses may connect (`allow` / `deny`), judged on the real client
+    /// (the PROXY header's source when `accept_proxy` is on).
+    pub clients: ClientFilter,
+    /// `None` unless `accept_proxy` is on.
+    pub accept_proxy: Option<AcceptProxy>,
+}
+
+/// A route's `allow` and `deny` lists. Deny wins; a non-empty allow list admits only what it
+/// names; both empty admit everyone. IPv4-mapped IPv6 clients (`::ffff:192.0.2.7`, what a
+/// dual-stack listener sees) match the IPv4 rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientFilter {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+impl ClientFilter {
+    pub fn is_open(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    pub fn admits(&self, client: std::net::IpAddr) -> bool {
+        let client = client.to_canonical();
+        let listed = |nets: &[ipnet::IpNet]| nets.iter().any(|n| n.contains(&client));
+        !listed(&self.deny) && (self.allow.is_empty() || listed(&self.allow))
+    }
 }
 
 /// A token bucket: `per_second` tokens refill continuously, at most `burst` are banked.
@@ -223,6 +340,26 @@ pub enum ProxyProtocol {
     V2,
 }
 
+/// PROXY protocol versions a route accepts from the load balancer in front of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptProxyVersion {
+    #[default]
+    Off,
+    V1,
+    V2,
+    Any,
+}
+
+/// `accept_proxy`: every connection must start with a PROXY header naming the real client,
+/// and only from `from` (the load balancers), within `timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptProxy {
+    pub version: AcceptProxyVersion,
+    pub from: Vec<ipnet::IpNet>,
+    pub timeout: Duration,
+}
+
 /// How bytes are copied between client and upstream.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RelayConfig {
@@ -262,8 +399,11 @@ pub enum RelayMode {
 pub struct PoolConfig {
     pub name: String,
     pub balance: BalanceKind,
-    /// Members in file order; at least one, tier 0 present, tiers without gaps.
+    /// Members in file order; tier 0 present, tiers without gaps. As validated these are the
+    /// literal `ip:port` members; the running config adds one per address `dns` resolved to.
     pub members: Vec<MemberConfig>,
+    /// Entries given by name (`host:port` or `srv`), in file order.
+    pub dns: Vec<DnsEntry>,
     /// `None`: no active health checking, every member is considered up.
     pub health: Option<HealthConfig>,
     /// The lowest tier with at least this many eligible members takes the traffic.
@@ -338,9 +478,9 @@ impl Default for BreakerConfig {
 /// One member of a pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberConfig {
-    /// The address as written (`host:port`); names members in logs, metrics and the admin API.
+    /// The address as written (`ip:port`), or for a member from DNS the entry and the address
+    /// (`db.example:5432 (10.0.0.7)`); names members in logs, metrics and the admin API.
     pub name: String,
-    /// The address it resolved to at load time.
     pub addr: SocketAddr,
     /// 1..=256.
     pub weight: u32,

@@ -66,6 +66,7 @@ pub fn table(text: &str, file: &str) -> Result<Table, ConfigError> {
             file: file.to_string(),
             location: Location::Position { line, column },
             reason: format!("TOML syntax error: {}", e.message().trim_end()),
+            position: None,
         }
     })
 }
@@ -85,6 +86,72 @@ pub fn key_error(
         value,
         explain(err.inner().message()),
     )
+}
+
+/// Where each error's key is in `text` (1-based line and column of its value), for errors
+/// about keys that the file has. Missing keys point at their table when it is there.
+pub fn locate(text: &str, errors: &mut [ConfigError]) {
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return;
+    };
+    for e in errors.iter_mut() {
+        let Some(path) = e.key() else { continue };
+        let mut segments = path_segments(path);
+        // The deepest part of the path the file has: the key, or for a missing key its table.
+        while !segments.is_empty() {
+            if let Some(span) = span_of(doc.get_ref(), &segments) {
+                e.position = Some(line_column(text, span.start));
+                break;
+            }
+            segments.pop();
+        }
+    }
+}
+
+/// `pools.web.members[1].weight` as `[Key("pools"), Key("web"), Key("members"), Index(1),
+/// Key("weight")]`.
+fn path_segments(path: &str) -> Vec<PathPart<'_>> {
+    let mut parts = Vec::new();
+    for piece in path.split('.') {
+        let (key, mut rest) = piece.split_once('[').map_or((piece, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            parts.push(PathPart::Key(key));
+        }
+        while let Some((index, after)) = rest.split_once(']') {
+            if let Ok(i) = index.parse() {
+                parts.push(PathPart::Index(i));
+            }
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    parts
+}
+
+enum PathPart<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn span_of(table: &toml::de::DeTable<'_>, path: &[PathPart<'_>]) -> Option<std::ops::Range<usize>> {
+    use toml::de::DeValue;
+    let (PathPart::Key(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let mut value = table
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == *first)
+        .map(|(_, v)| v)?;
+    for part in rest {
+        value = match (part, value.get_ref()) {
+            (PathPart::Key(key), DeValue::Table(t)) => t
+                .iter()
+                .find(|(k, _)| k.get_ref().as_ref() == *key)
+                .map(|(_, v)| v)?,
+            (PathPart::Index(i), DeValue::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(value.span())
 }
 
 /// 1-based line and column of a byte offset.
@@ -173,17 +240,17 @@ fn nearest(what: &str, rest: &str) -> String {
     let name = parts.next().unwrap_or_default();
     // After the name, backticked valid names alternate with the text between them.
     let valid: Vec<&str> = parts.skip(1).step_by(2).collect();
+    // A typo is a few edits away (a transposition counts one): `conect_timeout`, `clinets`.
+    // Further than a third of the name is another word, and naming it misleads (`log_level`
+    // once got "did you mean shutdown_delay?", `backend` "did you mean backlog?").
     let best = valid
         .iter()
-        .map(|v| (strsim::jaro_winkler(name, v), v))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+        .map(|v| (strsim::damerau_levenshtein(name, v), v))
+        .min_by_key(|(distance, _)| *distance);
+    let close = (name.chars().count() / 3).max(1);
     match best {
-        // Close enough to be a typo: name it alone, a full list would bury it.
-        Some((score, best)) if score >= 0.8 => format!("{what}; did you mean {best}?"),
-        Some((_, best)) => format!(
-            "{what}; the nearest is {best} (valid: {})",
-            valid.join(", ")
-        ),
+        Some((distance, best)) if distance <= close => format!("{what}; did you mean {best}?"),
+        Some(_) => format!("{what} (valid: {})", valid.join(", ")),
         None => format!("{what}; this table takes no keys"),
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::{AllDown, BalanceKind, OnSilent, ProxyProtocol, RelayMode};
+use super::{AcceptProxyVersion, AllDown, BalanceKind, OnSilent, ProxyProtocol, RelayMode};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub workers: Option<i64>,
     pub reuse_port: Option<bool>,
     pub admin: Option<AdminFile>,
+    pub dns: Option<DnsFile>,
     #[serde(default)]
     pub routes: BTreeMap<String, RouteFile>,
     #[serde(default)]
@@ -42,6 +43,16 @@ pub struct AdminFile {
     pub allow_remote: Option<bool>,
     pub max_connections: Option<i64>,
     pub token_file: Option<String>,
+}
+
+/// `[dns]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFile {
+    pub servers: Option<Vec<String>>,
+    pub min_ttl: Option<HumanDuration>,
+    pub max_ttl: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
 }
 
 /// `[routes.NAME]`
@@ -63,6 +74,11 @@ pub struct RouteFile {
     pub queue_timeout: Option<HumanDuration>,
     pub retry: Option<RetryFile>,
     pub proxy_protocol: Option<ProxyProtocol>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub accept_proxy: Option<AcceptProxyVersion>,
+    pub accept_proxy_from: Option<Vec<String>>,
+    pub accept_proxy_timeout: Option<HumanDuration>,
 }
 
 /// `{ per_second = 500, burst = 100 }`
@@ -126,6 +142,8 @@ pub struct PoolFile {
 #[serde(deny_unknown_fields)]
 pub struct MemberFile {
     pub addr: Option<String>,
+    /// An SRV name (`_pg._tcp.example`): one member per target.
+    pub srv: Option<String>,
     pub weight: Option<i64>,
     pub tier: Option<i64>,
 }

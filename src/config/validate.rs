@@ -5,31 +5,35 @@
 //! [`from_file`], so they print the same messages.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
 use super::parse::{self, Parsed};
 use super::schema::{
-    BreakerFile, FileConfig, HealthFile, HumanDuration, InitState, MemberFile, OnLimitKind,
-    PoolFile, RateLimitFile, RetryFile, RouteFile,
+    BreakerFile, DnsFile, FileConfig, HealthFile, HumanDuration, InitState, MemberFile,
+    OnLimitKind, PoolFile, RateLimitFile, RetryFile, RouteFile,
 };
 use super::{
-    AdminConfig, AllDown, BalanceKind, BreakerConfig, Config, ConfigError, ConfigErrors,
-    DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit,
-    OnSilent, PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, SilentConfig,
-    source_name,
+    AcceptProxy, AcceptProxyVersion, AdminConfig, AllDown, BalanceKind, BreakerConfig,
+    ClientFilter, Config, ConfigError, ConfigErrors, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE,
+    DnsConfig, DnsEntry, DnsQuery, HealthConfig, MAX_WEIGHT, MemberConfig, OnLimit, OnSilent,
+    PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, SilentConfig, source_name,
 };
 
 /// The shortest `breaker.silent_after_request`: below it, scheduling noise looks like silence.
 const MIN_SILENT_AFTER_REQUEST: Duration = Duration::from_millis(10);
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
-const MAX_TIER: i64 = 15;
+const MAX_TIER: i64 = super::MAX_TIER as i64;
+/// The lowest `[dns] min_ttl`: a name with TTL 0 is asked at most this often.
+const MIN_DNS_TTL: Duration = Duration::from_millis(100);
 /// How long a queued connection waits for a slot by default.
 const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a client of an `accept_proxy` route has to send its whole PROXY header.
+const DEFAULT_ACCEPT_PROXY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The shortest health probe interval (and fast interval) a config may set.
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -48,7 +52,10 @@ pub fn from_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
         file: parsed,
         errors,
         removed,
-    } = parse::parse(text, &file).map_err(ConfigErrors)?;
+    } = parse::parse(text, &file).map_err(|mut errors| {
+        parse::locate(text, &mut errors);
+        ConfigErrors(errors)
+    })?;
     let mut v = Validator {
         file,
         errors,
@@ -58,6 +65,7 @@ pub fn from_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
     if v.errors.is_empty() {
         Ok(config)
     } else {
+        parse::locate(text, &mut v.errors);
         Err(ConfigErrors(v.errors))
     }
 }
@@ -85,6 +93,7 @@ impl Validator {
 
     fn config(&mut self, file: FileConfig, source: Option<&Path>) -> Config {
         let admin = file.admin.and_then(|a| self.admin(a, source));
+        let dns = self.dns(file.dns.unwrap_or_default());
         if file.routes.is_empty() && !self.removed.contains("routes") {
             self.errors.push(ConfigError::at_file(
                 &self.file,
@@ -130,12 +139,59 @@ impl Validator {
             shutdown_delay: file.shutdown_delay.map_or(Duration::ZERO, |d| d.0),
             seed: file.seed,
             admin,
+            dns,
             max_connections,
             access_log,
             workers,
             reuse_port: file.reuse_port.unwrap_or(true),
             routes,
             pools,
+        }
+    }
+
+    fn dns(&mut self, dns: DnsFile) -> DnsConfig {
+        let d = DnsConfig::default();
+        let servers = dns
+            .servers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| {
+                // A bare IP means port 53, as in resolv.conf.
+                match s.parse::<IpAddr>() {
+                    Ok(ip) => Some(SocketAddr::new(ip, 53)),
+                    Err(_) => self.socket_addr("dns.servers", s),
+                }
+            })
+            .collect();
+        let mut ttl = |key: &str, value: Option<HumanDuration>, default: Duration| {
+            let t = value.map_or(default, |d| d.0);
+            if t < MIN_DNS_TTL {
+                self.error(
+                    key,
+                    Some(quote(&humantime::format_duration(t).to_string())),
+                    "must be at least 100ms (a name with TTL 0 would be asked without pause)",
+                );
+            }
+            t.max(MIN_DNS_TTL)
+        };
+        let min_ttl = ttl("dns.min_ttl", dns.min_ttl, d.min_ttl);
+        let max_ttl = ttl("dns.max_ttl", dns.max_ttl, d.max_ttl.max(min_ttl));
+        if min_ttl > max_ttl {
+            self.error(
+                "dns.min_ttl",
+                Some(quote(&humantime::format_duration(min_ttl).to_string())),
+                format!(
+                    "must not exceed max_ttl ({})",
+                    humantime::format_duration(max_ttl)
+                ),
+            );
+        }
+        let timeout = self.positive("dns.timeout", dns.timeout, d.timeout);
+        DnsConfig {
+            servers,
+            min_ttl,
+            max_ttl,
+            timeout,
         }
     }
 
@@ -330,6 +386,11 @@ impl Validator {
             },
         };
         let retry = self.retry(&key("retry"), route.retry.as_ref());
+        let accept_proxy = self.accept_proxy(&key, route);
+        let clients = ClientFilter {
+            allow: self.cidrs(&key("allow"), route.allow.as_deref()),
+            deny: self.cidrs(&key("deny"), route.deny.as_deref()),
+        };
 
         let errors_here = self.errors.len() != route_errors_before;
         // 4 KiB (a page) to 1 GiB (the kernel's pipe-max-size ceiling).
@@ -362,7 +423,76 @@ impl Validator {
             on_limit,
             retry: retry?,
             proxy_protocol: route.proxy_protocol.unwrap_or_default(),
+            clients,
+            accept_proxy,
         })
+    }
+
+    /// `accept_proxy`, `accept_proxy_from` (required when on: a header from anyone else would
+    /// let any client claim any address) and `accept_proxy_timeout` (default 5s).
+    fn accept_proxy(
+        &mut self,
+        key: &dyn Fn(&str) -> String,
+        route: &RouteFile,
+    ) -> Option<AcceptProxy> {
+        let version = route.accept_proxy.unwrap_or_default();
+        let from = self.cidrs(
+            &key("accept_proxy_from"),
+            route.accept_proxy_from.as_deref(),
+        );
+        if version == AcceptProxyVersion::Off {
+            for (set, name) in [
+                (route.accept_proxy_from.is_some(), "accept_proxy_from"),
+                (route.accept_proxy_timeout.is_some(), "accept_proxy_timeout"),
+            ] {
+                if set {
+                    self.error(
+                        key(name),
+                        None,
+                        "only applies with accept_proxy = \"v1\", \"v2\" or \"any\"",
+                    );
+                }
+            }
+            return None;
+        }
+        if from.is_empty() && route.accept_proxy_from.as_ref().is_none_or(Vec::is_empty) {
+            self.error(
+                key("accept_proxy_from"),
+                None,
+                "required with accept_proxy: the load balancers' addresses (CIDRs) whose headers \
+                 are trusted; a header from anyone else would let a client claim any address",
+            );
+        }
+        let timeout = self.positive(
+            &key("accept_proxy_timeout"),
+            route.accept_proxy_timeout,
+            DEFAULT_ACCEPT_PROXY_TIMEOUT,
+        );
+        Some(AcceptProxy {
+            version,
+            from,
+            timeout,
+        })
+    }
+
+    /// `allow` / `deny` entries: CIDRs (`10.0.0.0/8`, `::1/128`) or single addresses.
+    fn cidrs(&mut self, path: &str, entries: Option<&[String]>) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::new();
+        for (i, text) in entries.unwrap_or_default().iter().enumerate() {
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                // Stored as written minus host bits, so `10.1.2.3/8` means 10.0.0.0/8.
+                Ok(net) => out.push(net.trunc()),
+                Err(_) => self.error(
+                    format!("{path}[{i}]"),
+                    Some(quote(text)),
+                    "not an address or CIDR; write e.g. \"10.0.0.0/8\", \"192.0.2.7\" or \"::1/128\"",
+                ),
+            }
+        }
+        out
     }
 
     fn pool(&mut self, name: String, pool: PoolFile) -> Option<PoolConfig> {
@@ -385,12 +515,18 @@ impl Validator {
             .filter_map(|m| u8::try_from(m.tier.unwrap_or(0)).ok())
             .filter(|&t| i64::from(t) <= MAX_TIER)
             .collect();
-        let members: Vec<MemberConfig> = members_file
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, member)| self.member(&format!("pools.{name}.members[{i}]"), member))
-            .collect();
-
+        let mut members: Vec<MemberConfig> = Vec::new();
+        let mut dns: Vec<DnsEntry> = Vec::new();
+        for (i, member) in members_file.into_iter().enumerate() {
+            match self.member(&format!("pools.{name}.members[{i}]"), member) {
+                Some(Entry::Literal(m)) => members.push(m),
+                Some(Entry::Dns(e)) => dns.push(DnsEntry {
+                    position: members.len(),
+                    ..e
+                }),
+                None => {}
+            }
+        }
         let mut seen = HashMap::new();
         for (i, m) in members.iter().enumerate() {
             if let Some(first) = seen.insert(m.addr, i) {
@@ -422,8 +558,10 @@ impl Validator {
 
         let primaries = members.iter().filter(|m| m.tier == 0).count() as i64;
         let min_healthy = self.int_in(&key("min_healthy"), pool.min_healthy, 1, 1, i64::MAX);
+        // A name at tier 0 may resolve to any number of primaries: nothing to compare with.
         if let Some(n) = min_healthy
             && primaries > 0
+            && !dns.iter().any(|e| e.tier == 0)
             && n > primaries
         {
             self.error(
@@ -456,6 +594,7 @@ impl Validator {
             name,
             balance: pool.balance.unwrap_or(BalanceKind::RoundRobin),
             members,
+            dns,
             health: health?,
             min_healthy: min_healthy? as usize,
             all_down: pool.all_down.unwrap_or(AllDown::Reject),
@@ -467,7 +606,7 @@ impl Validator {
         })
     }
 
-    fn member(&mut self, path: &str, member: MemberFile) -> Option<MemberConfig> {
+    fn member(&mut self, path: &str, member: MemberFile) -> Option<Entry> {
         let weight = self.int_in(
             &format!("{path}.weight"),
             member.weight,
@@ -476,20 +615,52 @@ impl Validator {
             MAX_WEIGHT as i64,
         );
         let tier = self.int_in(&format!("{path}.tier"), member.tier, 0, 0, MAX_TIER);
-        let Some(name) = member.addr else {
-            self.missing(
-                format!("{path}.addr"),
-                "missing key; e.g. addr = \"127.0.0.1:9001\"",
-            );
-            return None;
+        let query = match (member.addr, member.srv) {
+            (Some(_), Some(srv)) => {
+                self.error(
+                    format!("{path}.srv"),
+                    Some(quote(&srv)),
+                    "a member has either addr or srv, not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.missing(
+                    format!("{path}.addr"),
+                    "missing key; e.g. addr = \"127.0.0.1:9001\", or srv = \"_pg._tcp.example\"",
+                );
+                return None;
+            }
+            (Some(text), None) => match self.member_addr(&format!("{path}.addr"), &text)? {
+                Ok(addr) => {
+                    return Some(Entry::Literal(MemberConfig {
+                        name: text,
+                        addr,
+                        weight: weight? as u32,
+                        tier: tier? as u8,
+                    }));
+                }
+                Err(query) => query,
+            },
+            (None, Some(name)) => {
+                let name = name.trim_end_matches('.').to_string();
+                if !is_dns_name(&name) {
+                    self.error(
+                        format!("{path}.srv"),
+                        Some(quote(&name)),
+                        "not a DNS name; write e.g. \"_pg._tcp.db.example\"",
+                    );
+                    return None;
+                }
+                DnsQuery::Srv { name }
+            }
         };
-        let addr = self.resolve(&format!("{path}.addr"), &name)?;
-        Some(MemberConfig {
-            name,
-            addr,
+        Some(Entry::Dns(DnsEntry {
+            query,
             weight: weight? as u32,
             tier: tier? as u8,
-        })
+            position: 0,
+        }))
     }
 
     /// `Some(None)`: health checks explicitly disabled; `None`: invalid.
@@ -799,10 +970,12 @@ impl Validator {
         }
     }
 
-    /// A member address: `ip:port`, or `host:port` resolved now (first address wins).
-    fn resolve(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+    /// A member address: `Ok` for a literal `ip:port`, `Err` with the query for `host:port`.
+    /// Names are not resolved here: one that does not resolve yet is not an error (`crate::dns`
+    /// keeps asking, and `sluice check` warns).
+    fn member_addr(&mut self, path: &str, text: &str) -> Option<Result<SocketAddr, DnsQuery>> {
         if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Some(addr);
+            return Some(Ok(addr));
         }
         let reason = match text.rsplit_once(':') {
             None => "missing port; write host:port, e.g. \"127.0.0.1:9001\"".to_string(),
@@ -811,18 +984,34 @@ impl Validator {
                 Ok(_) if host.parse::<IpAddr>().is_ok() => {
                     "IPv6 addresses need brackets, e.g. \"[::1]:9001\"".to_string()
                 }
-                Ok(_) => match text.to_socket_addrs() {
-                    Ok(mut addrs) => match addrs.next() {
-                        Some(addr) => return Some(addr),
-                        None => format!("cannot resolve host {host:?}: no addresses"),
-                    },
-                    Err(e) => format!("cannot resolve host {host:?}: {e}"),
-                },
+                Ok(port) if is_dns_name(host.trim_end_matches('.')) => {
+                    let host = host.trim_end_matches('.').to_string();
+                    return Some(Err(DnsQuery::Host { host, port }));
+                }
+                Ok(_) => format!("{host:?} is not a host name (letters, digits, '-', '_' and '.')"),
             },
         };
         self.error(path, Some(quote(text)), reason);
         None
     }
+}
+
+/// A validated pool member: an address, or a name resolved in the background.
+enum Entry {
+    Literal(MemberConfig),
+    Dns(DnsEntry),
+}
+
+/// Letters, digits, `-` and `_` in dot-separated labels of 1..=63, at most 253 in all.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn quote(s: &str) -> String {

@@ -10,10 +10,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::accept_proxy;
 use super::outcome::Outcome;
-use crate::config::OnSilent;
+use crate::config::{AcceptProxy, ClientFilter, OnSilent};
 use crate::connect::{ConnectError, ConnectRequest, ConnectStack};
 use crate::relay::{self, RelayEnd, RelaySettings, Side, SilentWatch};
 use crate::resources::{self, ShortageAt};
@@ -33,6 +34,10 @@ pub struct RouteContext {
     pub cut_count: Arc<AtomicUsize>,
     /// Counts of this route's connections, shared with the route's next version on reload.
     pub stats: Arc<RouteStats>,
+    /// `allow` / `deny`: checked on the client's address before anything else.
+    pub clients: ClientFilter,
+    /// `accept_proxy`: the PROXY header every connection must start with.
+    pub accept_proxy: Option<AcceptProxy>,
 }
 
 /// Connection counts of a route, read by `/status`; they survive reloads that keep the route.
@@ -77,7 +82,7 @@ pub(super) async fn serve(route: Arc<RouteContext>, client: TcpStream, peer: Soc
     active.decrement(1.0);
 }
 
-async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr, conn_id: u64) {
+async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, conn_id: u64) {
     let start = SystemTime::now();
     let started = Instant::now();
     let mut record = AccessRecord {
@@ -95,9 +100,48 @@ async fn handle(route: &RouteContext, client: TcpStream, peer: SocketAddr, conn_
         termination: "",
         first_close: None,
     };
+    // Behind a load balancer: the real client is in the PROXY header, trusted only from the
+    // balancers (`accept_proxy_from`). From here on `peer` is that client: allow/deny, rate
+    // limits, the access line and a PROXY header sent upstream all name it.
+    let mut peer = peer;
+    let mut announced_local = None;
+    if let Some(accept) = &route.accept_proxy {
+        if !accept
+            .from
+            .iter()
+            .any(|n| n.contains(&peer.ip().to_canonical()))
+        {
+            debug!(source = %peer, "accept_proxy: connection from an untrusted source; closed");
+            return finish(route, record, Outcome::Denied, "PR", started);
+        }
+        let header = accept_proxy::read_header(&mut client, accept.version);
+        match tokio::time::timeout(accept.timeout, header).await {
+            Ok(Ok(Some((client_addr, local_addr)))) => {
+                peer = client_addr;
+                announced_local = Some(local_addr);
+                record.client = peer;
+                tracing::Span::current().record("client", tracing::field::display(peer));
+            }
+            // LOCAL / UNKNOWN: the balancer speaking for itself; its own addresses stand.
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "accept_proxy: no valid PROXY header; closed");
+                return finish(route, record, Outcome::ClientError, "CR", started);
+            }
+            Err(_) => {
+                debug!(after = ?accept.timeout, "accept_proxy: PROXY header incomplete; closed");
+                return finish(route, record, Outcome::ClientError, "CR", started);
+            }
+        }
+    }
+    // Before any limit, rate token or member is touched: a refused address costs nothing.
+    // Dropping the socket closes it; the client learns at once.
+    if !route.clients.admits(peer.ip()) {
+        return finish(route, record, Outcome::Denied, "PR", started);
+    }
     // Bytes the client sends meanwhile wait in its socket's receive buffer; nothing is lost.
     let _ = client.set_nodelay(true);
-    let Ok(local) = client.local_addr() else {
+    let Ok(local) = announced_local.map_or_else(|| client.local_addr(), Ok) else {
         return finish(route, record, Outcome::ClientError, "CR", started);
     };
     // The stack may peek at the client (has it spoken? has it left?) while it connects; the

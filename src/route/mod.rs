@@ -1,5 +1,6 @@
 //! Routes: listen addresses, the accept loop, and the life of one accepted connection.
 
+mod accept_proxy;
 mod connection;
 mod listener;
 mod outcome;

@@ -9,7 +9,7 @@
 //! | `-` | normal end | `-` | normal end |
 //! | `C` | client aborted (reset, error) | `R` | waiting for a resource (limit, rate) |
 //! | `S` | server side: refused, reset, closed early, no member | `C` | connecting to a member |
-//! | `P` | sluice's policy (limit, rate) | `D` | relaying data |
+//! | `P` | sluice's policy (limit, rate, allow/deny) | `D` | relaying data |
 //! | `R` | sluice's own resources ran out (fds, memory, ports) | | |
 //! | `c` | idle timeout | | |
 //! | `s` | member timeout: connect (`sC`), silent after the client spoke (`sD`) | | |
@@ -27,6 +27,7 @@ pub enum Outcome {
     RejectedRate,
     RejectedLimit,
     NoMember,
+    Denied,
     LocalResource,
     ClientError,
     IdleTimeout,
@@ -42,6 +43,7 @@ impl Outcome {
             Self::RejectedRate => "rejected_rate",
             Self::RejectedLimit => "rejected_limit",
             Self::NoMember => "no_member",
+            Self::Denied => "denied",
             Self::LocalResource => "local_resource",
             Self::ClientError => "client_error",
             Self::IdleTimeout => "idle_timeout",

@@ -11,7 +11,9 @@
 //! recorder), and `run` serves it until the drain is over, so `/healthz` reports the drain.
 //!
 //! While running, a [`Reloader`] moves the server to a new config (`runtime.rs` applies it,
-//! `reload.rs` reads, validates and reports).
+//! `reload.rs` reads, validates and reports). The config that runs is the file with its DNS
+//! entries expanded into members (`crate::dns`): `bind` resolves them once, and a resolver
+//! task applies each changed answer through the same [`Reloader`].
 //!
 //! The admin API depends on none of this: `run` wires in its handles (the [`Reloader`]'s
 //! [`admin::SharedView`], an [`admin::Draining`] on the stop signal, the [`Reloader`] as
@@ -20,10 +22,12 @@
 
 mod reload;
 mod runtime;
+pub mod upgrade;
 mod workers;
 
 pub use crate::admin::ReloadOutcome;
 pub use reload::{ReloadError, Reloader};
+pub use upgrade::{Handoff, Inherited};
 pub use workers::Workers;
 
 use std::io;
@@ -40,6 +44,7 @@ use tracing::{info, warn};
 use self::runtime::{Runtime, Shared};
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::dns::{self, Dns};
 use crate::upstream::Pool;
 
 /// Startup failures.
@@ -62,6 +67,8 @@ pub enum ServerError {
 pub struct Shutdown {
     stop: CancellationToken,
     cut_now: CancellationToken,
+    /// Set before `stop` when a new binary took over the listening sockets (SIGUSR2).
+    handed_over: CancellationToken,
 }
 
 impl Shutdown {
@@ -71,6 +78,15 @@ impl Shutdown {
 
     /// Stops accepting and starts the grace period.
     pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops after a binary upgrade: the new process already accepts on the same sockets, so
+    /// there is no `shutdown_delay` (no load balancer needs to move away) and the admin
+    /// listener stops at once (the new process answers `/healthz`); live connections drain
+    /// for `shutdown_grace` as after [`Shutdown::stop`].
+    pub fn hand_over(&self) {
+        self.handed_over.cancel();
         self.stop.cancel();
     }
 
@@ -119,6 +135,17 @@ impl Server {
         config: Config,
         workers: Vec<tokio::runtime::Handle>,
     ) -> Result<Self, ServerError> {
+        Self::bind_inheriting(config, workers, Inherited::default()).await
+    }
+
+    /// [`Server::bind_on`] in a process started by a binary upgrade: listen addresses (and
+    /// the admin one) with sockets in `inherited` use them instead of binding; inherited
+    /// sockets the config does not listen on are closed.
+    pub async fn bind_inheriting(
+        config: Config,
+        workers: Vec<tokio::runtime::Handle>,
+        mut inherited: Inherited,
+    ) -> Result<Self, ServerError> {
         let admin = match &config.admin {
             Some(a) => {
                 // Before anything can emit: the facade drops what arrives before a recorder,
@@ -134,10 +161,14 @@ impl Server {
                     .unwrap_or_default();
                 metrics::gauge!(m::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)
                     .set(now.as_secs_f64());
-                let listener = admin::bind(a).map_err(|error| ServerError::AdminBind {
+                let bind_error = |error| ServerError::AdminBind {
                     addr: a.listen,
                     error,
-                })?;
+                };
+                let listener = match inherited.take_admin(a.listen) {
+                    Some(socket) => admin::adopt(a, socket).map_err(bind_error)?,
+                    None => admin::bind(a).map_err(bind_error)?,
+                };
                 Some(listener)
             }
             None => None,
@@ -152,9 +183,19 @@ impl Server {
             background: CancellationToken::new(),
             workers,
         });
-        let runtime = Runtime::bind(config, seed, Arc::clone(&shared))?;
+        let admin_listen = config.admin.as_ref().map(|a| a.listen);
+        // One round of DNS before the first connection, so entries that resolve start as
+        // members; one that does not has none yet (never an error) and is asked again by the
+        // resolver task. Bounded by `[dns] timeout` (two attempts): the queries run at once.
+        let dns = Arc::new(Dns::new(&config.dns));
+        dns.resolve_due(&config.dns_queries()).await;
+        let expanded = dns::expand(&config, &dns.answers());
+        let mut runtime = Runtime::bind(expanded, seed, Arc::clone(&shared), inherited)?;
+        if let (Some(listen), Some(listener)) = (admin_listen, &admin) {
+            runtime.set_admin_handoff(listen, listener);
+        }
         Ok(Self {
-            reloader: Reloader::new(runtime),
+            reloader: Reloader::new(runtime, config, dns),
             shared,
             admin,
             watch: None,
@@ -188,6 +229,11 @@ impl Server {
         self.reloader.clone()
     }
 
+    /// The handle a binary upgrade (SIGUSR2) takes the listening sockets from.
+    pub fn handoff(&self) -> Handoff {
+        Handoff::new(self.reloader.clone())
+    }
+
     /// Before `run` nothing else holds the runtime, so the lock is free.
     fn runtime_now(&self) -> tokio::sync::MutexGuard<'_, Runtime> {
         self.reloader
@@ -202,6 +248,7 @@ impl Server {
         self.reloader.runtime().lock().await.start();
         // The admin API outlives the accept loops and stops with the background tasks, so
         // `/healthz` answers "draining" for the whole grace period.
+        let admin_stop = shared.background.child_token();
         let admin = self.admin.map(|listener| {
             let reload = self
                 .reloader
@@ -209,22 +256,28 @@ impl Server {
                 .then(|| Arc::new(self.reloader.clone()) as Arc<dyn admin::Reload>);
             let draining = admin::Draining::new(shutdown.stop.clone());
             let state = Arc::new(AdminState::new(self.reloader.view(), draining, reload));
-            tokio::spawn(admin::serve(
-                listener,
-                state,
-                shared.background.child_token(),
-            ))
+            tokio::spawn(admin::serve(listener, state, admin_stop.clone()))
         });
+        let resolver = tokio::spawn(
+            self.reloader
+                .clone()
+                .keep_dns_current(shared.background.child_token()),
+        );
         let watcher = self.watch.map(|every| {
             let stop = shared.background.child_token();
             tokio::spawn(self.reloader.clone().watch(every, stop))
         });
 
         shutdown.stop.cancelled().await;
+        let handed_over = shutdown.handed_over.is_cancelled();
+        if handed_over {
+            // The new process serves the admin socket too: no 503 from this one.
+            admin_stop.cancel();
+        }
         // `/healthz` already answers 503 (it reads `shutdown`); with a delay, listeners keep
         // accepting meanwhile so a load balancer polling it can move traffic first.
         let delay = self.reloader.runtime().lock().await.config.shutdown_delay;
-        if !delay.is_zero() {
+        if !delay.is_zero() && !handed_over {
             info!(delay = ?delay, "draining: /healthz answers 503; still accepting for the shutdown delay");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -232,6 +285,7 @@ impl Server {
             }
         }
         shared.stop.cancel();
+        self.reloader.runtime().lock().await.close_handoff();
         // Every listener closes before the grace period starts, so no client is accepted into a
         // draining process.
         shared.accept_loops.close();
@@ -255,6 +309,7 @@ impl Server {
         connections.wait().await;
         shared.background.cancel();
         self.reloader.runtime().lock().await.join_checkers().await;
+        let _ = resolver.await;
         for task in [admin, watcher].into_iter().flatten() {
             let _ = task.await;
         }

@@ -22,6 +22,7 @@ use super::ServerError;
 use super::runtime::Runtime;
 use crate::admin::{self, ReloadFailure, ReloadOutcome};
 use crate::config::{self, ConfigErrors};
+use crate::dns::{self, Dns};
 use crate::telemetry::metrics as m;
 
 /// Why a reload changed nothing.
@@ -46,6 +47,11 @@ pub struct Reloader {
 
 struct Inner {
     runtime: tokio::sync::Mutex<Runtime>,
+    /// The validated file the runtime runs, before DNS entries are expanded into members;
+    /// changed only while `runtime` is locked.
+    file: Mutex<config::Config>,
+    /// Each DNS entry's answer: every apply expands the file with the current ones.
+    dns: Arc<Dns>,
     path: Option<PathBuf>,
     /// What `/status` shows, republished after each applied config.
     view: admin::SharedView,
@@ -63,12 +69,15 @@ impl std::fmt::Debug for Inner {
 // === impl Reloader ===
 
 impl Reloader {
-    pub(super) fn new(runtime: Runtime) -> Self {
+    /// `runtime` runs `file` expanded with the answers `dns` holds.
+    pub(super) fn new(runtime: Runtime, file: config::Config, dns: Arc<Dns>) -> Self {
         let path = runtime.config.source.clone();
         let view = admin::SharedView::new(runtime.admin_view());
         Self {
             inner: Arc::new(Inner {
                 runtime: tokio::sync::Mutex::new(runtime),
+                file: Mutex::new(file),
+                dns,
                 path,
                 view,
                 last: Mutex::new(None),
@@ -106,12 +115,71 @@ impl Reloader {
         result
     }
 
-    /// Applies an already validated config (tests and embedders).
+    /// Applies an already validated config (tests and embedders), its DNS entries expanded
+    /// with the answers held now; entries it adds are resolved at once and join then.
     pub async fn apply(&self, new: config::Config) -> Result<String, ReloadError> {
         let mut runtime = self.inner.runtime.lock().await;
-        let changes = runtime.apply(new, true)?;
+        let expanded = dns::expand(&new, &self.inner.dns.answers());
+        let changes = runtime.apply(expanded, true)?;
+        self.inner.dns.configure(&new);
+        *self.inner.file.lock().unwrap_or_else(|p| p.into_inner()) = new;
         self.inner.view.store(runtime.admin_view());
         Ok(changes.summary())
+    }
+
+    /// Every DNS entry: its addresses, when it was last resolved and will be next, and the
+    /// last error (what `/status` shows under `dns`).
+    pub fn dns_status(&self) -> Vec<dns::EntryStatus> {
+        self.inner.dns.status()
+    }
+
+    /// Keeps DNS entries current until `stop`: asks each name again when its TTL runs out
+    /// (or its backoff after a failure) and, when an answer changed, applies the file again
+    /// expanded with the new answers, the way a reload does: members that stay keep their
+    /// state, members whose address left take no new connections, live ones keep flowing.
+    pub async fn keep_dns_current(self, stop: CancellationToken) {
+        let dns = Arc::clone(&self.inner.dns);
+        loop {
+            let queries = self.file().dns_queries();
+            if dns.resolve_due(&queries).await {
+                self.refresh_dns().await;
+            }
+            let next = dns.next_due();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = dns.changed() => {}
+                () = async {
+                    match next {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    }
+
+    fn file(&self) -> config::Config {
+        self.inner
+            .file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-expands the running file with the current answers.
+    async fn refresh_dns(&self) {
+        let mut runtime = self.inner.runtime.lock().await;
+        let expanded = dns::expand(&self.file(), &self.inner.dns.answers());
+        match runtime.apply(expanded, true) {
+            Ok(changes) => {
+                if !changes.is_empty() {
+                    info!(changes = %changes.summary(), "members follow DNS");
+                }
+                self.inner.view.store(runtime.admin_view());
+            }
+            // Unreachable in practice: the listeners are the running ones.
+            Err(error) => error!(%error, "cannot apply a DNS change"),
+        }
     }
 
     /// A running pool by name (after reloads, the current one).
@@ -172,9 +240,9 @@ impl Reloader {
     /// no platform watcher and catches editors that replace the file by renaming.
     ///
     /// A change is applied only once the file is stable: its bytes unchanged for
-    /// [`SETTLE`] (a file written in place in two steps is never read between them). A
+    /// `SETTLE` (500 ms) (a file written in place in two steps is never read between them). A
     /// config that would close a listener (a route or listen address gone) must then stay
-    /// unchanged for one more [`SETTLE`]: a half-written file whose first half is itself
+    /// unchanged for one more `SETTLE`: a half-written file whose first half is itself
     /// valid must not take a listener down even briefly.
     pub async fn watch(self, every: Duration, stop: CancellationToken) {
         let Some(path) = self.inner.path.clone() else {
@@ -246,7 +314,7 @@ impl Reloader {
 }
 
 /// How long a watched file's bytes must stay the same before a reload reads them.
-pub const SETTLE: Duration = Duration::from_millis(500);
+const SETTLE: Duration = Duration::from_millis(500);
 /// How often a changing file is looked at while it settles.
 const SETTLE_POLL: Duration = Duration::from_millis(100);
 

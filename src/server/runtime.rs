@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
@@ -21,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::ServerError;
+use super::upgrade::{Entry, Inherited, UpgradeError};
 use crate::admin::{RouteInfo, View};
 use crate::config::reload::{ConfigDiff, diff};
 use crate::config::{Config, HealthConfig, RouteConfig};
@@ -54,6 +56,11 @@ struct Listener {
     sockets: Vec<TcpListener>,
     local: SocketAddr,
     stop: CancellationToken,
+    /// Duplicates of `sockets`, kept for a binary upgrade (`upgrade.rs`) while the accept
+    /// loops own the originals; dropped when the server stops.
+    handoff: Vec<OwnedFd>,
+    /// The sockets came from the process this one upgraded.
+    inherited: bool,
 }
 
 struct Checker {
@@ -91,13 +98,25 @@ pub(super) struct Runtime {
     /// Each route's limit layers, kept across reloads that keep their settings.
     limits: HashMap<String, RouteLimits>,
     shared: Arc<Shared>,
+    /// Sockets handed over by an upgrade, claimed while binding at startup.
+    inherited: Inherited,
+    /// The admin listener's configured address and a duplicate of its socket, for an upgrade.
+    admin_handoff: Option<(SocketAddr, OwnedFd)>,
+    /// Set when the server stops: nothing is handed over any more.
+    handoff_closed: bool,
 }
 
 // === impl Runtime ===
 
 impl Runtime {
-    /// Builds pools and routes and binds every listen address; nothing runs yet.
-    pub fn bind(config: Config, seed: u64, shared: Arc<Shared>) -> Result<Self, ServerError> {
+    /// Builds pools and routes and binds every listen address (taking `inherited` sockets
+    /// where they match, closing the rest); nothing runs yet.
+    pub fn bind(
+        config: Config,
+        seed: u64,
+        shared: Arc<Shared>,
+        inherited: Inherited,
+    ) -> Result<Self, ServerError> {
         let mut runtime = Self {
             config: Config {
                 routes: Vec::new(),
@@ -112,9 +131,58 @@ impl Runtime {
             global: None,
             limits: HashMap::new(),
             shared,
+            inherited,
+            admin_handoff: None,
+            handoff_closed: false,
         };
         runtime.apply(config, false)?;
+        runtime.inherited.close_unused();
         Ok(runtime)
+    }
+
+    /// Keeps a duplicate of the admin listener for an upgrade.
+    pub fn set_admin_handoff(&mut self, listen: SocketAddr, socket: &impl AsFd) {
+        match socket.as_fd().try_clone_to_owned() {
+            Ok(fd) => self.admin_handoff = Some((listen, fd)),
+            Err(error) => {
+                warn!(%error, "cannot keep the admin socket for an upgrade; a new binary binds its own")
+            }
+        }
+    }
+
+    /// Duplicates of every listening socket with what each serves, for a new binary.
+    pub fn handoff_sockets(&self) -> Result<Vec<(Entry, OwnedFd)>, UpgradeError> {
+        if self.handoff_closed {
+            return Err(UpgradeError::Stopping);
+        }
+        let mut sockets = Vec::new();
+        for (key, listener) in &self.listeners {
+            for fd in &listener.handoff {
+                let entry = Entry {
+                    route: Some(listener.route.load().name.to_string()),
+                    listen: key.addr,
+                };
+                sockets.push((entry, fd.try_clone().map_err(UpgradeError::Duplicate)?));
+            }
+        }
+        if let Some((listen, fd)) = &self.admin_handoff {
+            let entry = Entry {
+                route: None,
+                listen: *listen,
+            };
+            sockets.push((entry, fd.try_clone().map_err(UpgradeError::Duplicate)?));
+        }
+        Ok(sockets)
+    }
+
+    /// Drops the duplicates kept for an upgrade, so the listeners really close when their
+    /// accept loops end (new connects are refused, not queued on a socket nobody accepts).
+    pub fn close_handoff(&mut self) {
+        self.handoff_closed = true;
+        self.admin_handoff = None;
+        for listener in self.listeners.values_mut() {
+            listener.handoff.clear();
+        }
     }
 
     /// Starts the accept loops and health tasks of everything bound so far.
@@ -137,14 +205,26 @@ impl Runtime {
             for &addr in &r.listen {
                 let key = ListenKey::new(addr, &r.name);
                 if !self.listeners.contains_key(&key) && !bound.contains_key(&key) {
-                    let sockets =
-                        bind_sockets(&new, addr, r.backlog, &self.shared).map_err(|error| {
-                            ServerError::Bind {
-                                route: r.name.clone(),
-                                addr,
-                                error,
-                            }
-                        })?;
+                    let bind_error = |error| ServerError::Bind {
+                        route: r.name.clone(),
+                        addr,
+                        error,
+                    };
+                    let inherited = self.inherited.take_route(addr, &r.name);
+                    let sockets = if inherited.is_empty() {
+                        (
+                            bind_sockets(&new, addr, r.backlog, &self.shared)
+                                .map_err(bind_error)?,
+                            false,
+                        )
+                    } else {
+                        let sockets = inherited
+                            .into_iter()
+                            .map(TcpListener::from_std)
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(bind_error)?;
+                        (sockets, true)
+                    };
                     bound.insert(key, sockets);
                 }
             }
@@ -207,12 +287,14 @@ impl Runtime {
                 listener.route.store(context);
                 continue;
             }
-            let sockets = bound.remove(&key).expect("bound in step 1");
+            let (sockets, inherited) = bound.remove(&key).expect("bound in step 1");
             let mut listener = Listener {
                 route: Arc::new(ArcSwap::new(context)),
                 local: sockets[0].local_addr().unwrap_or(key.addr),
+                handoff: duplicates(&sockets),
                 sockets,
                 stop: self.shared.stop.child_token(),
+                inherited,
             };
             if running {
                 let sockets = std::mem::take(&mut listener.sockets);
@@ -263,6 +345,8 @@ impl Runtime {
             cut: self.shared.cut.clone(),
             cut_count: Arc::clone(&self.shared.cut_count),
             stats: stats.unwrap_or_default(),
+            clients: r.clients.clone(),
+            accept_proxy: r.accept_proxy.clone(),
         }
     }
 
@@ -272,7 +356,12 @@ impl Runtime {
     /// socket (whichever is woken first takes the connection). Without worker runtimes, the
     /// caller's runtime is the one worker.
     fn spawn_accepts(shared: &Shared, sockets: Vec<TcpListener>, listener: &Listener) {
-        info!(route = %listener.route.load().name, addr = %listener.local, "listening");
+        info!(
+            route = %listener.route.load().name,
+            addr = %listener.local,
+            inherited = listener.inherited,
+            "listening"
+        );
         let current = [Handle::current()];
         let workers = if shared.workers.is_empty() {
             &current[..]
@@ -412,6 +501,20 @@ fn per_worker(sockets: Vec<TcpListener>, workers: usize) -> Vec<(std::net::TcpLi
         .into_iter()
         .enumerate()
         .map(|(i, socket)| (socket, i % workers))
+        .collect()
+}
+
+/// Duplicates of `sockets` kept for an upgrade; one that cannot be made (out of descriptors) is
+/// logged, and a new binary then binds that address itself.
+fn duplicates(sockets: &[TcpListener]) -> Vec<OwnedFd> {
+    sockets
+        .iter()
+        .filter_map(|s| {
+            s.as_fd()
+                .try_clone_to_owned()
+                .inspect_err(|error| warn!(%error, "cannot keep a listening socket for an upgrade"))
+                .ok()
+        })
         .collect()
 }
 

@@ -1,7 +1,8 @@
 //! Every metric name sluice emits, in one place (`sluice_` prefix, unit suffixes), with its
 //! help text, and the process-wide Prometheus recorder that the admin listener renders.
 //!
-//! Labels: `route`, `pool`, `member`, and per metric `outcome`, `result`, `to`, `direction`.
+//! Labels: `route`, `pool`, `member`, and per metric `outcome`, `result`, `to`, `direction`,
+//! `entry` (a DNS entry's `host:port` or SRV name).
 //!
 //! Emitting a metric is the business of the module that observes the event; this module only
 //! names, describes and exports. Without [`install`] (no `[admin]` section) the `metrics` macros
@@ -45,6 +46,10 @@ pub const MEMBER_DRAINED: &str = "sluice_member_drained";
 /// Counter: sluice's own resource shortages (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL)
 /// by `op` (accept, connect, probe): never a member's failure.
 pub const LOCAL_RESOURCE_ERRORS_TOTAL: &str = "sluice_local_resource_errors_total";
+/// Counter: DNS queries of member entries by `entry` and `result` (ok, not_found, error).
+pub const DNS_RESOLUTIONS_TOTAL: &str = "sluice_dns_resolutions_total";
+/// Gauge: addresses a DNS entry's answer in use holds, by `entry`.
+pub const DNS_ADDRESSES: &str = "sluice_dns_addresses";
 /// Counter: config reloads by `result` (ok/error).
 pub const CONFIG_RELOADS_TOTAL: &str = "sluice_config_reloads_total";
 /// Gauge: Unix time of the last reload that was applied.
@@ -59,7 +64,23 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     10.0,
 ];
 
+/// Gauge: 1, labelled with the running version, so dashboards can tell what runs where.
+pub const BUILD_INFO: &str = "sluice_build_info";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The `process_*` series every Prometheus client library exports (open and max fds, resident
+/// memory, CPU seconds, start time, threads), read from /proc at each scrape by a well-kept
+/// crate rather than by our own parsing.
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
+/// The exposition text for `/metrics`: refreshes the process series, then renders.
+pub fn render(handle: &PrometheusHandle) -> String {
+    if let Some(process) = PROCESS.get() {
+        process.collect();
+    }
+    handle.render()
+}
 
 /// Installs the Prometheus recorder as the process's global `metrics` recorder (once; later
 /// calls return the same handle) and describes every metric. Idempotent because the facade
@@ -79,6 +100,9 @@ pub fn install() -> PrometheusHandle {
                 warn!(error = %e, "a metrics recorder is already installed; /metrics will be empty");
             }
             describe();
+            let process = PROCESS.get_or_init(metrics_process::Collector::default);
+            process.describe();
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             handle
         })
         .clone()
@@ -99,7 +123,7 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_TOTAL,
         Unit::Count,
-        "Client connections by route and outcome (ok, upstream_error, timeout, rejected_rate, rejected_limit, no_member, local_resource, client_error, idle_timeout, shutdown)."
+        "Client connections by route and outcome (ok, upstream_error, timeout, rejected_rate, rejected_limit, no_member, denied, local_resource, client_error, idle_timeout, shutdown)."
     );
     describe_gauge!(
         ACTIVE_CONNECTIONS,
@@ -159,10 +183,24 @@ fn describe() {
         Unit::Count,
         "Redials to another member after a failed connect, by route."
     );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label names the running sluice."
+    );
     describe_counter!(
         LOCAL_RESOURCE_ERRORS_TOTAL,
         Unit::Count,
         "sluice's own resource shortages (out of descriptors, kernel memory or local ports), by op (accept, connect, probe). Never counted against a member."
+    );
+    describe_counter!(
+        DNS_RESOLUTIONS_TOTAL,
+        Unit::Count,
+        "DNS queries of member entries, by entry and result (ok; not_found: the name has no records, the entry empties; error: no answer, the last good one is kept)."
+    );
+    describe_gauge!(
+        DNS_ADDRESSES,
+        Unit::Count,
+        "Addresses in the DNS answer an entry uses now (each one a member), by entry."
     );
     describe_counter!(
         CONFIG_RELOADS_TOTAL,

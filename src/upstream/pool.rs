@@ -141,6 +141,7 @@ mod tests {
             name: "db".into(),
             balance: BalanceKind::RoundRobin,
             members: vec![member(9000), member(9001)],
+            dns: Vec::new(),
             health: None,
             min_healthy: 1,
             all_down: AllDown::Reject,

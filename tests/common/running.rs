@@ -40,8 +40,22 @@ impl Running {
         Self::launch(config, &[], env).await
     }
 
+    /// [`Running::start`] from another path to the executable (a copy the test replaces).
+    pub async fn start_binary(binary: &Path, config: &Path) -> Self {
+        Self::launch_binary(binary.as_os_str(), config, &[], &[]).await
+    }
+
     async fn launch(config: &Path, launcher: &[&str], env: &[(&str, &OsStr)]) -> Self {
-        let sluice = env!("CARGO_BIN_EXE_sluice");
+        let sluice = OsStr::new(env!("CARGO_BIN_EXE_sluice"));
+        Self::launch_binary(sluice, config, launcher, env).await
+    }
+
+    async fn launch_binary(
+        sluice: &OsStr,
+        config: &Path,
+        launcher: &[&str],
+        env: &[(&str, &OsStr)],
+    ) -> Self {
         let mut command = match launcher.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -62,8 +76,10 @@ impl Running {
         let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Only errors before logging is set up (a bad config) are plain text: kept as
+                // `{"raw": line}` so a test can read them.
                 let json: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+                    .unwrap_or_else(|_| serde_json::json!({ "raw": line }));
                 if tx.send(json).is_err() {
                     break;
                 }
@@ -103,6 +119,11 @@ impl Running {
             admin,
             startup,
         }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn signal(&self, name: &str) {

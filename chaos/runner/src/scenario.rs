@@ -296,7 +296,7 @@ impl Scenario {
 
     /// Validates scenario text; `path` names it in messages and anchors `sluice_config`.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigErrors> {
-        super::validate::scenario(text, path)
+        super::validate::scenario(text, path).map_err(|e| e.located_in(text))
     }
 
     /// Members of tier 0.
@@ -364,6 +364,9 @@ impl SluiceUnderTest {
         if let (true, Location::Key { path, .. }) = (self.inline, &mut e.location) {
             *path = format!("sluice.{path}");
         }
+        // The position is in the rendered config, not the scenario file: the scenario's own
+        // validation places every error in its text.
+        e.position = None;
         e
     }
 }

@@ -157,6 +157,12 @@ fn cli_rejects_a_drill_file_with_exit_64() {
         "flap.toml: bounds: a soak's bounds go in [soak.bounds]",
         "flap.toml: soak: missing; a soak file has a [soak] table (see docs/CHAOS.md, Soak)",
     ] {
-        assert!(stderr.lines().any(|l| l == line), "{line:?} in:\n{stderr}");
+        // Each line ends with where the key is: " (line N, column M)".
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l == line || l.starts_with(&format!("{line} (line "))),
+            "{line:?} in:\n{stderr}"
+        );
     }
 }

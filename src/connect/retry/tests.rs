@@ -275,6 +275,7 @@ async fn real_stack_redials_past_a_refusing_member() {
             name: "db".into(),
             balance: BalanceKind::RoundRobin,
             members: vec![member(dead), member(live.local_addr().unwrap())],
+            dns: Vec::new(),
             health: None,
             min_healthy: 1,
             all_down: AllDown::Reject,

@@ -174,8 +174,13 @@ impl Soak {
         Self::from_str(&text, path)
     }
 
-    /// Validates soak text; `path` names it in messages and anchors `sluice_config`.
+    /// Validates soak text; `path` names it in messages and anchors `sluice_config`. Every
+    /// problem about a key says where the key is.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, ConfigErrors> {
+        Self::validate(text, path).map_err(|e| e.located_in(text))
+    }
+
+    fn validate(text: &str, path: &Path) -> Result<Self, ConfigErrors> {
         let file = parse::file_name(path);
         let mut rest = parse::table(text, &file)?;
         let mut errors = Vec::new();
@@ -405,7 +410,7 @@ mod tests {
         let text = format!("{BASE}\n{extra}");
         match Soak::from_str(&text, Path::new("s.toml")) {
             Ok(_) => Vec::new(),
-            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+            Err(e) => e.0.iter().map(|e| e.unlocated()).collect(),
         }
     }
 

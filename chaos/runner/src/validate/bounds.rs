@@ -204,7 +204,12 @@ mod tests {
              [[timeline]]\nat = \"2s\"\naction = \"restart\"\nmember = \"a\"\n\
              [bounds]\n{bounds}"
         );
-        Scenario::from_str(&text, Path::new("x.toml")).map_err(|e| e.to_string())
+        Scenario::from_str(&text, Path::new("x.toml")).map_err(|e| {
+            e.iter()
+                .map(|e| e.unlocated())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
     }
 
     #[test]
@@ -275,7 +280,7 @@ mod tests {
                     [bounds]\nbackup_serves_within = \"explain\"\n";
         let err = Scenario::from_str(text, Path::new("x.toml")).unwrap_err();
         let expected = "x.toml: bounds.backup_serves_within = \"explain\": pool app has one \
-                        tier, so --explain promises no failover time";
+                        tier, so --explain promises no failover time (line 16, column 24)";
         assert!(err.to_string().lines().any(|l| l == expected), "{err}");
     }
 }
