@@ -45,7 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=int, help="override the length of each iperf3/wrk run")
     p.add_argument("--idle-levels", help="comma-separated idle connection counts (e.g. 5000,20000)")
     p.add_argument("--forwarders", help="comma-separated forwarder ids to run (default: all); "
-                   "ids: direct, sluice-bare, sluice-copy, sluice-full, sluice-onesocket, haproxy, haproxy-splice, nginx-1, "
+                   "ids: direct, sluice-bare, sluice-copy, sluice-full, sluice-silent, sluice-onesocket, haproxy, haproxy-splice, nginx-1, "
                    "nginx-auto, socat, naive")
     p.add_argument("--only", help=f"comma-separated scenarios (default: all): {', '.join(SCENARIOS)}")
     p.add_argument("--target-dir", help="cargo target dir holding release/sluice "

@@ -455,6 +455,30 @@ pub struct PoolConfig {
     pub early_close: Option<Duration>,
     /// Member sockets: `tcp_keepalive`, `tcp_nodelay`, `source`.
     pub socket: SocketOptions,
+    /// `breaker.silent_after_request` and `breaker.on_silent`; `None` when off (the default).
+    /// Like `early_close` it applies with the breaker off too (log, metric, `close`).
+    pub silent: Option<SilentConfig>,
+}
+
+/// A member that accepts and then says nothing: the client has sent bytes and the member has
+/// sent nothing for `after` since the first of them reached it. Counted once per connection
+/// as a member failure (its breaker, `sluice_member_silent_total`, a WARN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SilentConfig {
+    /// At least 10 ms.
+    pub after: Duration,
+    pub on_silent: OnSilent,
+}
+
+/// `breaker.on_silent`: what happens to the connection whose member stayed silent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSilent {
+    /// Only count it; the connection goes on and the member may still answer.
+    #[default]
+    Keep,
+    /// Count it and end the connection (outcome `timeout`, termination `sD`).
+    Close,
 }
 
 /// Per-member circuit breaker fed by real connect outcomes.
@@ -469,6 +493,9 @@ pub struct BreakerConfig {
     pub half_open_trials: u32,
     /// An upstream that closes without sending a byte within this after connect has failed.
     pub early_close: Duration,
+    /// `silent_after_request`, zero when off. A silent connection within twice this of the
+    /// breaker closing from half-open means the trial failed after all (see `Breaker`).
+    pub silent_after_request: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -479,6 +506,7 @@ impl Default for BreakerConfig {
             max_open_for: Duration::from_secs(120),
             half_open_trials: 1,
             early_close: Duration::from_millis(200),
+            silent_after_request: Duration::ZERO,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::{AcceptProxyVersion, AllDown, BalanceKind, ProxyProtocol, RelayMode};
+use super::{AcceptProxyVersion, AllDown, BalanceKind, OnSilent, ProxyProtocol, RelayMode};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +131,9 @@ pub struct BreakerFile {
     pub half_open_trials: Option<i64>,
     pub early_close: Option<HumanDuration>,
     pub max_connections: Option<i64>,
+    /// Opt-in: the client spoke and the member said nothing for this long (0 = off).
+    pub silent_after_request: Option<HumanDuration>,
+    pub on_silent: Option<OnSilent>,
 }
 
 /// `[pools.NAME]`

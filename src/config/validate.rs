@@ -20,8 +20,12 @@ use super::{
     ClientFilter, Config, ConfigError, ConfigErrors, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE,
     DnsConfig, DnsEntry, DnsQuery, HealthConfig, Keepalive, MAX_WEIGHT, MemberConfig, OnLimit,
-    PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, SocketOptions, source_name,
+    OnSilent, PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, SilentConfig,
+    SocketOptions, source_name,
 };
+
+/// The shortest `breaker.silent_after_request`: below it, scheduling noise looks like silence.
+const MIN_SILENT_AFTER_REQUEST: Duration = Duration::from_millis(10);
 
 /// Highest backup tier; a guard against typos such as `tier = 10` for `tier = 1`.
 const MAX_TIER: i64 = super::MAX_TIER as i64;
@@ -613,6 +617,7 @@ impl Validator {
             &key("breaker.max_connections"),
             breaker_file.max_connections,
         );
+        let silent = self.silent(&key("breaker"), &breaker_file);
         let breaker = self.breaker(&key("breaker"), &breaker_file);
         let early_close = breaker_file
             .early_close
@@ -649,6 +654,7 @@ impl Validator {
             member_max_connections,
             early_close: Some(early_close).filter(|d| !d.is_zero()),
             socket,
+            silent,
         })
     }
 
@@ -826,7 +832,46 @@ impl Validator {
             max_open_for,
             half_open_trials: trials? as u32,
             early_close,
+            // Checked by `silent`; here it only sizes the half-open probation.
+            silent_after_request: b.silent_after_request.map_or(Duration::ZERO, |d| d.0),
         })
+    }
+
+    /// `breaker.silent_after_request` and `breaker.on_silent`: off when absent or zero, else at
+    /// least [`MIN_SILENT_AFTER_REQUEST`]; `on_silent` alone is an error (it would do nothing).
+    fn silent(&mut self, path: &str, b: &BreakerFile) -> Option<SilentConfig> {
+        let after = b.silent_after_request.map(|d| d.0).filter(|d| !d.is_zero());
+        let on_silent = b.on_silent;
+        match (after, on_silent) {
+            (None, Some(on_silent)) => {
+                let value = match on_silent {
+                    OnSilent::Keep => "keep",
+                    OnSilent::Close => "close",
+                };
+                self.error(
+                    format!("{path}.on_silent"),
+                    Some(quote(value)),
+                    format!(
+                        "needs {path}.silent_after_request (absent or zero turns the silent-member \
+                         watch off, so on_silent would do nothing)"
+                    ),
+                );
+                None
+            }
+            (None, None) => None,
+            (Some(after), _) if after < MIN_SILENT_AFTER_REQUEST => {
+                self.error(
+                    format!("{path}.silent_after_request"),
+                    Some(quote(&humantime::format_duration(after).to_string())),
+                    "must be at least 10ms (or 0 to turn the watch off)",
+                );
+                None
+            }
+            (Some(after), on_silent) => Some(SilentConfig {
+                after,
+                on_silent: on_silent.unwrap_or_default(),
+            }),
+        }
     }
 
     fn rate(&mut self, path: &str, r: &RateLimitFile) -> Option<RateLimitConfig> {

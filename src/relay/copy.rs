@@ -9,7 +9,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -32,6 +32,32 @@ pub(super) struct Env<'a> {
     /// Where splice pipes come from; `None` copies (`RelayMode::Copy`).
     #[cfg(target_os = "linux")]
     pub(super) splice: Option<Splice<'a>>,
+    /// Watch for a member that stays silent after the client spoke; `None` = off.
+    pub(super) silent: Option<Silent<'a>>,
+}
+
+/// The silent-member watch of one relay (see [`SilentWatch`](super::SilentWatch)): what each
+/// direction saw first, stamped once per direction before its copy begins, never in the copy.
+pub(super) struct Silent<'a> {
+    pub(super) watch: super::SilentWatch<'a>,
+    /// Nanoseconds after `Activity::start` at which the client's first bytes were written to
+    /// the member, plus one; zero until then.
+    client_spoke: AtomicU64,
+    /// The member's socket became readable (a byte, its FIN or an error): it is not silent.
+    member_spoke: AtomicBool,
+}
+
+/// Where the silent watch stands.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SilentCheck {
+    /// The member spoke first, or after the client within the period: stop watching.
+    Answered,
+    /// Neither has spoken: nothing to time yet (no timer for this).
+    Waiting,
+    /// The period ends at this instant.
+    At(Instant),
+    /// The client's first bytes reached the member this long ago and nothing came back.
+    Silent(Duration),
 }
 
 /// When a byte last moved in either direction.
@@ -93,6 +119,50 @@ impl Env<'_> {
     }
 }
 
+// === impl Silent ===
+
+impl<'a> Silent<'a> {
+    pub(super) fn new(watch: super::SilentWatch<'a>) -> Self {
+        Self {
+            watch,
+            client_spoke: AtomicU64::new(0),
+            member_spoke: AtomicBool::new(false),
+        }
+    }
+
+    /// Where the watch stands at `now`.
+    pub(super) fn check(&self, activity: &Activity, now: Instant) -> SilentCheck {
+        // Relaxed: both directions and the timer run in the relay's one task.
+        if self.member_spoke.load(Ordering::Relaxed) {
+            return SilentCheck::Answered;
+        }
+        match self.client_spoke.load(Ordering::Relaxed) {
+            0 => SilentCheck::Waiting,
+            nanos => {
+                let spoke = activity.start + Duration::from_nanos(nanos - 1);
+                let deadline = crate::time::later(spoke, self.watch.after);
+                if deadline <= now {
+                    SilentCheck::Silent(now.saturating_duration_since(spoke))
+                } else {
+                    SilentCheck::At(deadline)
+                }
+            }
+        }
+    }
+
+    /// Stamps the client's first bytes and wakes the relay's task, whose timer then arms for
+    /// the period (a flow cannot reach the timer; this poll's waker is the relay's own).
+    async fn stamp_client(&self, activity: &Activity) {
+        let nanos = u64::try_from(activity.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.client_spoke.store(nanos + 1, Ordering::Relaxed);
+        poll_fn(|cx| {
+            cx.waker().wake_by_ref();
+            Poll::Ready(())
+        })
+        .await;
+    }
+}
+
 // === impl Activity ===
 
 impl Activity {
@@ -135,11 +205,17 @@ impl<'a> Flow<'a> {
     /// Moves bytes until the source reaches end of stream, then shuts down the sink's write half
     /// so the peer sees the FIN while the other direction may go on.
     pub(super) async fn run(&mut self, env: &Env<'_>) -> Result<(), Fault> {
-        self.write_held(env).await?;
-        let at_eof = match env.splice_after() {
-            Some(0) => false,
-            bulk_after => self.copy(env, bulk_after).await? == Copied::Eof,
-        };
+        let mut at_eof = false;
+        if let Some(silent) = &env.silent {
+            at_eof = self.watch_first(env, silent).await?;
+        } else {
+            self.write_held(env).await?;
+        }
+        let at_eof = at_eof
+            || match env.splice_after() {
+                Some(0) => false,
+                bulk_after => self.copy(env, bulk_after).await? == Copied::Eof,
+            };
         if !at_eof && let Spliced::CopyTheRest = self.splice(env).await? {
             // A splice that gave up may have left bytes from its pipe in `held`.
             self.write_held(env).await?;
@@ -156,6 +232,40 @@ impl<'a> Flow<'a> {
         tracing::trace!(from = ?self.from, "end of stream, shutting down the peer's write half");
         let to = self.from.peer();
         self.dst.shutdown().await.map_err(|e| self.fault(to, e))
+    }
+
+    /// The silent watch's part of a direction, once per connection and before the copy (so the
+    /// copy loop is the same with the watch on or off). From the member: waits until its socket
+    /// is readable (a byte, a FIN or an error all mean it is not silent) without reading. From
+    /// the client: writes `held`, or else moves the first chunk itself, then stamps the moment
+    /// the client's bytes were handed to the member's socket. Timing from there, not from their
+    /// arrival, keeps any delay of sluice's own out of the member's period. Returns whether the
+    /// source already reached end of stream (a client that closes without a byte never arms).
+    async fn watch_first(&mut self, env: &Env<'_>, silent: &Silent<'_>) -> Result<bool, Fault> {
+        if self.from == Side::Upstream {
+            self.write_held(env).await?;
+            poll_fn(|cx| self.src.as_ref().poll_read_ready(cx))
+                .await
+                .map_err(|e| self.fault(self.from, e))?;
+            silent.member_spoke.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        if !self.held.is_empty() {
+            self.write_held(env).await?;
+            silent.stamp_client(&env.activity).await;
+            return Ok(false);
+        }
+        let (buf, n) = poll_fn(|cx| read_pooled(&mut self.src, cx, env))
+            .await
+            .map_err(|e| self.fault(self.from, e))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        env.activity.touch();
+        let mut rest = &buf[..n];
+        poll_fn(|cx| self.poll_write_all(cx, &mut rest, env)).await?;
+        silent.stamp_client(&env.activity).await;
+        Ok(false)
     }
 
     /// Writes out and releases `held`: the connection may stay open, and idle, for hours.

@@ -20,8 +20,10 @@ mod pipe;
 mod splice;
 
 pub use crate::config::RelayMode;
+use std::future::poll_fn;
 use std::io;
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::time::later;
 
 use buffer::BufferPool;
-use copy::{Activity, Env, Fault, Flow};
+use copy::{Activity, Env, Fault, Flow, Silent, SilentCheck};
 
 /// Per-route relay settings.
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +58,34 @@ pub struct RelaySettings {
     pub pipe_size: Option<usize>,
 }
 
+/// Watch for a member that accepted and then says nothing: the client has spoken and the
+/// member has sent nothing (no byte, no FIN) for `after` since the client's first bytes were
+/// handed to its socket.
+///
+/// Armed only by the client: a member that speaks first (a server-greeting protocol) is never
+/// watched. The relay's one timer does the timing, so the watch adds no timer and nothing to
+/// the copy loop; each direction stamps what it saw first once, before its copy begins.
+#[derive(Clone, Copy)]
+pub struct SilentWatch<'a> {
+    /// The period; not zero.
+    pub after: Duration,
+    /// End the connection when the period runs out ([`RelayEnd::Silent`]); otherwise it goes
+    /// on and the member may still answer.
+    pub close: bool,
+    /// Called once, from the relay's task, when the period runs out, with the time since the
+    /// client's first bytes reached the member.
+    pub on_silent: &'a (dyn Fn(Duration) + Sync),
+}
+
+impl std::fmt::Debug for SilentWatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SilentWatch")
+            .field("after", &self.after)
+            .field("close", &self.close)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Which end of a relayed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -74,6 +104,8 @@ pub enum RelayEnd {
     IdleTimeout,
     /// The cut token fired (shutdown grace ran out).
     Cut,
+    /// The member stayed silent after the client spoke, and the [`SilentWatch`] closes.
+    Silent,
     /// A read, write or shutdown failed on `side`'s socket (reset, broken pipe...). The other
     /// direction is abandoned.
     Error { side: Side, error: io::Error },
@@ -152,6 +184,18 @@ pub fn relay(
     settings: RelaySettings,
     cut: &CancellationToken,
 ) -> impl Future<Output = RelayReport> + Send + '_ {
+    relay_watched(client, upstream, held, settings, None, cut)
+}
+
+/// [`relay`] with a [`SilentWatch`] on the member (`None`: exactly [`relay`]).
+pub fn relay_watched<'a>(
+    client: TcpStream,
+    upstream: TcpStream,
+    held: Vec<u8>,
+    settings: RelaySettings,
+    silent: Option<SilentWatch<'a>>,
+    cut: &'a CancellationToken,
+) -> impl Future<Output = RelayReport> + Send + 'a {
     let env = Env {
         pool: BufferPool::global(),
         buffer_size: settings.buffer_size.max(1),
@@ -159,6 +203,7 @@ pub fn relay(
         directions_ended: Default::default(),
         #[cfg(target_os = "linux")]
         splice: splice::Splice::for_mode(settings.mode, settings.pipe_size),
+        silent: silent.map(Silent::new),
     };
     run(client, upstream, held, settings.idle_timeout, env, cut)
 }
@@ -196,7 +241,12 @@ fn run<'a>(
             let mut cancelled = pin!(cut.cancelled());
             // One timer for the whole connection. Traffic only stamps `env.activity`; when the
             // timer fires early it is re-armed for what is left, so a busy connection costs one
-            // timer event per idle period instead of a timer reset per read.
+            // timer event per idle period instead of a timer reset per read. The silent watch
+            // shares it: once the client has spoken (the `armed` branch) it fires at the earlier
+            // of the two deadlines until the member speaks or the period runs out.
+            let mut watching = env.silent.is_some();
+            let mut armed = false;
+            let mut timed = idle_timeout.is_some();
             let mut idle = pin!(tokio::time::sleep_until(later(
                 env.activity.start(),
                 idle_timeout.unwrap_or(Duration::ZERO)
@@ -215,12 +265,61 @@ fn run<'a>(
                         down_done = true;
                         r.map(|()| Side::Upstream)
                     }
-                    () = &mut idle, if idle_timeout.is_some() => {
-                        let deadline = later(env.activity.last(), idle_timeout.unwrap_or_default());
-                        if deadline <= Instant::now() {
-                            break RelayEnd::IdleTimeout;
+                    // Ready once either side has spoken; the client's stamp wakes this task.
+                    check = poll_fn(|_| match env.silent.as_ref() {
+                        Some(s) => match s.check(&env.activity, Instant::now()) {
+                            SilentCheck::Waiting => Poll::Pending,
+                            check => Poll::Ready(check),
+                        },
+                        None => Poll::Pending,
+                    }), if watching && !armed => {
+                        armed = true;
+                        match check {
+                            SilentCheck::Answered => watching = false,
+                            SilentCheck::At(at) => {
+                                let at = if timed { at.min(idle.deadline()) } else { at };
+                                idle.as_mut().reset(at);
+                                timed = true;
+                            }
+                            // The period already ran out (a stalled task): the timer branch
+                            // reports it at once.
+                            SilentCheck::Silent(_) | SilentCheck::Waiting => {
+                                idle.as_mut().reset(Instant::now());
+                                timed = true;
+                            }
                         }
-                        idle.as_mut().reset(deadline);
+                        continue;
+                    }
+                    () = &mut idle, if timed => {
+                        let now = Instant::now();
+                        let mut next = None;
+                        if let Some(timeout) = idle_timeout {
+                            let deadline = later(env.activity.last(), timeout);
+                            if deadline <= now {
+                                break RelayEnd::IdleTimeout;
+                            }
+                            next = Some(deadline);
+                        }
+                        if let Some(silent) = env.silent.as_ref().filter(|_| watching) {
+                            match silent.check(&env.activity, now) {
+                                SilentCheck::Answered => watching = false,
+                                SilentCheck::Waiting => {}
+                                SilentCheck::At(at) => {
+                                    next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                                }
+                                SilentCheck::Silent(after) => {
+                                    watching = false;
+                                    (silent.watch.on_silent)(after);
+                                    if silent.watch.close {
+                                        break RelayEnd::Silent;
+                                    }
+                                }
+                            }
+                        }
+                        match next {
+                            Some(at) => idle.as_mut().reset(at),
+                            None => timed = false,
+                        }
                         continue;
                     }
                 };

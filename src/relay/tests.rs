@@ -119,6 +119,87 @@ async fn idle_timeout_fires_after_exactly_the_timeout() {
     assert_eq!(report.first_close, None);
 }
 
+/// The silent watch times from the client's first bytes (not from the connect), reports once,
+/// and with `close` ends the relay exactly one period later; an idle timeout still applies.
+#[tokio::test(start_paused = true)]
+async fn silent_watch_times_from_the_clients_first_bytes() {
+    use std::sync::Mutex;
+    let period = Duration::from_secs(2);
+    let (mut client, relay_client, relay_upstream, mut upstream) = ends().await;
+    let started = Instant::now();
+    let seen: &'static Mutex<Vec<Duration>> = Box::leak(Box::default());
+    let on_silent: &'static (dyn Fn(Duration) + Sync) =
+        Box::leak(Box::new(|after| seen.lock().unwrap().push(after)));
+    let task = tokio::spawn(async move {
+        let cut = CancellationToken::new();
+        let watch = SilentWatch {
+            after: period,
+            close: true,
+            on_silent,
+        };
+        let report = relay_watched(
+            relay_client,
+            relay_upstream,
+            Vec::new(),
+            idle_settings(Duration::from_secs(300)),
+            Some(watch),
+            &cut,
+        );
+        (report.await, Instant::now())
+    });
+    // Neither side speaks for many periods: nothing to time.
+    tokio::time::sleep(period * 10).await;
+    assert!(seen.lock().unwrap().is_empty());
+    client.write_all(b"request").await.unwrap();
+    let mut got = [0u8; 7];
+    upstream.read_exact(&mut got).await.unwrap();
+
+    let (report, ended) = task.await.unwrap();
+    assert!(matches!(report.end, RelayEnd::Silent), "{report:?}");
+    assert_eq!(ended - started, period * 11);
+    assert_eq!(*seen.lock().unwrap(), vec![period]);
+    assert_eq!(report.bytes_up, 7);
+}
+
+/// A member that answers within the period is never reported.
+#[tokio::test(start_paused = true)]
+async fn silent_watch_stops_when_the_member_answers() {
+    let (mut client, relay_client, relay_upstream, mut upstream) = ends().await;
+    let on_silent = |_: Duration| panic!("the member answered");
+    let watch = SilentWatch {
+        after: Duration::from_secs(2),
+        close: true,
+        on_silent: &on_silent,
+    };
+    let cut = CancellationToken::new();
+    let relay = relay_watched(
+        relay_client,
+        relay_upstream,
+        Vec::new(),
+        idle_settings(Duration::from_secs(300)),
+        Some(watch),
+        &cut,
+    );
+    let peers = async {
+        client.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        upstream.read_exact(&mut got).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        upstream.write_all(b"pong").await.unwrap();
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"pong");
+        // Long past the period, then both close.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(client);
+        drop(upstream);
+    };
+    let (report, ()) = tokio::join!(relay, peers);
+    assert!(
+        !matches!(report.end, RelayEnd::Silent | RelayEnd::IdleTimeout),
+        "{report:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn traffic_pushes_the_idle_deadline_back_by_what_is_left() {
     let idle = Duration::from_secs(300);
@@ -183,6 +264,7 @@ mod splicing {
                 after_full_reads,
                 fail_first,
             }),
+            silent: None,
         };
         let task = tokio::spawn({
             let (cut, held) = (cut.clone(), held.to_vec());

@@ -15,12 +15,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::accept_proxy;
 use super::outcome::Outcome;
 use super::per_client::PerClient;
-use crate::config::{AcceptProxy, ClientFilter, SocketOptions};
+use crate::config::{AcceptProxy, ClientFilter, OnSilent, SocketOptions};
 use crate::connect::{ConnectError, ConnectRequest, ConnectStack};
-use crate::relay::{self, RelayEnd, RelaySettings, Side};
+use crate::relay::{self, RelayEnd, RelaySettings, Side, SilentWatch};
 use crate::resources::{self, ShortageAt};
 use crate::telemetry::access_log::{self, AccessRecord};
 use crate::telemetry::metrics as m;
+use crate::upstream::Member;
 
 /// What a route's connections share.
 #[derive(Debug)]
@@ -199,11 +200,18 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
     record.connect_time = Some(connected.connect_time);
 
     let relay_started = Instant::now();
-    let report = relay::relay(
+    let on_silent = |after: Duration| silent(&member, after);
+    let watch = member.silent().map(|s| SilentWatch {
+        after: s.after,
+        close: s.on_silent == OnSilent::Close,
+        on_silent: &on_silent,
+    });
+    let report = relay::relay_watched(
         client,
         connected.stream,
         Vec::new(),
         route.relay,
+        watch,
         &route.cut,
     )
     .await;
@@ -241,6 +249,24 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
     record.bytes_down = report.bytes_down;
     record.first_close = report.first_close.map(side_name);
     finish(route, record, outcome, code, started);
+}
+
+/// The member stayed silent after the client spoke: one failure against its breaker, a WARN
+/// and `sluice_member_silent_total`. Once per connection, in the connection's span.
+fn silent(member: &Member, after: Duration) {
+    warn!(
+        pool = &**member.pool(),
+        member = member.name(),
+        after = ?after,
+        "member silent after the client's request; counted as a member failure"
+    );
+    metrics::counter!(
+        m::MEMBER_SILENT_TOTAL,
+        "pool" => Arc::clone(member.pool()),
+        "member" => member.name_arc()
+    )
+    .increment(1);
+    member.report_silent();
 }
 
 /// Counts the connection and writes its access line.

@@ -12,7 +12,7 @@
 //! | `P` | sluice's policy (limit, rate, allow/deny) | `D` | relaying data |
 //! | `R` | sluice's own resources ran out (fds, memory, ports) | | |
 //! | `c` | idle timeout | | |
-//! | `s` | member connect timeout | | |
+//! | `s` | member timeout: connect (`sC`), silent after the client spoke (`sD`) | | |
 //! | `K` | cut at shutdown after the grace period | | |
 
 use crate::connect::{ConnectError, Fault};
@@ -78,6 +78,8 @@ impl Outcome {
             RelayEnd::Completed => (Self::Ok, "--"),
             RelayEnd::IdleTimeout => (Self::IdleTimeout, "cD"),
             RelayEnd::Cut => (Self::Shutdown, "KD"),
+            // HAProxy's "sD": the server-side timeout struck while waiting for data.
+            RelayEnd::Silent => (Self::Timeout, "sD"),
             RelayEnd::Error {
                 side: Side::Client, ..
             } => (Self::ClientError, "CD"),
@@ -142,6 +144,10 @@ mod tests {
             (Outcome::IdleTimeout, "cD")
         );
         assert_eq!(Outcome::of_relay(&RelayEnd::Cut), (Outcome::Shutdown, "KD"));
+        assert_eq!(
+            Outcome::of_relay(&RelayEnd::Silent),
+            (Outcome::Timeout, "sD")
+        );
         let reset = || io::Error::from(io::ErrorKind::ConnectionReset);
         let client = RelayEnd::Error {
             side: Side::Client,

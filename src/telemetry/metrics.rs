@@ -38,6 +38,9 @@ pub const BREAKER_STATE: &str = "sluice_breaker_state";
 pub const BREAKER_TRANSITIONS_TOTAL: &str = "sluice_breaker_transitions_total";
 /// Counter: redials to another member after a failed connect, by route.
 pub const RETRIES_TOTAL: &str = "sluice_retries_total";
+/// Counter: connections whose member stayed silent after the client spoke
+/// (`breaker.silent_after_request`), by pool and member.
+pub const MEMBER_SILENT_TOTAL: &str = "sluice_member_silent_total";
 /// Gauge: 1 while an operator has drained the member (admin API).
 pub const MEMBER_DRAINED: &str = "sluice_member_drained";
 /// Counter: sluice's own resource shortages (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL)
@@ -169,6 +172,11 @@ fn describe() {
         BREAKER_TRANSITIONS_TOTAL,
         Unit::Count,
         "Circuit breaker transitions, by pool, member and to (closed, half_open, open)."
+    );
+    describe_counter!(
+        MEMBER_SILENT_TOTAL,
+        Unit::Count,
+        "Connections whose member sent nothing for breaker.silent_after_request after the client's first bytes reached it, by pool and member. Each counts one failure against the member's breaker."
     );
     describe_counter!(
         RETRIES_TOTAL,

@@ -22,6 +22,11 @@
 //! once with the doubled period, so a member that accepts and hangs up still backs off
 //! exponentially instead of cycling through `open_for`.
 //!
+//! A silent connection (the client spoke, the member said nothing for `silent_after_request`)
+//! is learned even later and counts the same way through [`Breaker::on_silent`]. Its probation
+//! after closing from HalfOpen lasts twice `silent_after_request`: long enough for the trial's
+//! client to speak and its period to run out.
+//!
 //! [`Member`](super::Member) wraps this in a short lock with a lock-free mirror for selection.
 
 use tokio::time::{Duration, Instant};
@@ -41,6 +46,8 @@ pub struct Breaker {
     open_for: Duration,
     /// After closing from HalfOpen: until when an early close means a trial failed after all.
     probation_until: Option<Instant>,
+    /// The same for a silent connection (`silent_after_request` set).
+    silent_probation_until: Option<Instant>,
     /// Numbers half-open rounds so an outcome from an older round is not counted in this one.
     round: u64,
 }
@@ -136,6 +143,7 @@ impl Breaker {
             reset_from: 0,
             open_for: config.open_for,
             probation_until: None,
+            silent_probation_until: None,
             round: 0,
         }
     }
@@ -202,6 +210,9 @@ impl Breaker {
                 // The open period stays doubled through probation; `open` resets it after.
                 self.probation_until = (!self.config.early_close.is_zero())
                     .then(|| crate::time::later(now, self.config.early_close));
+                let silent = self.config.silent_after_request;
+                self.silent_probation_until =
+                    (!silent.is_zero()).then(|| crate::time::later(now, silent.saturating_mul(2)));
                 Some(Transition::plain(Phase::HalfOpen, Phase::Closed))
             }
             // Outcomes of connections admitted before the breaker opened, or in an older
@@ -226,8 +237,22 @@ impl Breaker {
 
     /// A connection whose connect was reported a success closed early (see the module doc).
     pub fn on_early_close(&mut self, now: Instant) -> Option<Transition> {
+        let probation = self.probation_until;
+        self.late_failure(now, probation)
+    }
+
+    /// A connection whose connect was reported a success stayed silent after its client spoke
+    /// (see the module doc): counted like an early close, with its own probation.
+    pub fn on_silent(&mut self, now: Instant) -> Option<Transition> {
+        let probation = self.silent_probation_until;
+        self.late_failure(now, probation)
+    }
+
+    /// A failure learned after the connect was reported a success; within `probation` of
+    /// closing from HalfOpen it means the trial failed after all.
+    fn late_failure(&mut self, now: Instant, probation: Option<Instant>) -> Option<Transition> {
         match self.state {
-            State::Closed if self.probation_until.is_some_and(|p| now < p) => {
+            State::Closed if probation.is_some_and(|p| now < p) => {
                 Some(self.open(now, Phase::Closed, 1, true))
             }
             State::Closed => {
@@ -264,6 +289,7 @@ impl Breaker {
         self.reset_from = 0;
         self.open_for = self.config.open_for;
         self.probation_until = None;
+        self.silent_probation_until = None;
         self.round += 1;
         from.map(|from| Transition::plain(from, Phase::Closed))
     }
@@ -314,6 +340,7 @@ impl Breaker {
         self.failures = 0;
         self.reset_from = 0;
         self.probation_until = None;
+        self.silent_probation_until = None;
         Transition {
             from,
             to: Phase::Open,

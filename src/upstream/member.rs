@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use self::circuit::Circuit;
 use super::breaker::{Admit, BreakerState, Rejected};
-use crate::config::{BreakerConfig, MemberConfig};
+use crate::config::{BreakerConfig, MemberConfig, SilentConfig};
 
 /// A member of a pool, shared by the pool, its health task and every connection using it.
 ///
@@ -43,6 +43,8 @@ pub struct Member {
     max_connections: Option<u64>,
     /// The pool's `breaker.early_close` window; `None` = not watched.
     early_close: Option<std::time::Duration>,
+    /// The pool's `breaker.silent_after_request` watch; `None` = off.
+    silent: Option<SilentConfig>,
 }
 
 /// The part of a member that outlives a reload.
@@ -78,6 +80,7 @@ impl Member {
             circuit: None,
             max_connections: None,
             early_close: None,
+            silent: None,
         }
     }
 
@@ -125,6 +128,12 @@ impl Member {
     /// Watches new connections for an early close within `window` (`None`: not watched).
     pub fn with_early_close(mut self, window: Option<std::time::Duration>) -> Self {
         self.early_close = window;
+        self
+    }
+
+    /// Watches connections for a silent member (`None`: not watched).
+    pub fn with_silent(mut self, silent: Option<SilentConfig>) -> Self {
+        self.silent = silent;
         self
     }
 
@@ -275,6 +284,21 @@ impl Member {
         if let Some(c) = &self.circuit {
             c.on_early_close(Instant::now());
         }
+    }
+
+    /// A connection the stack reported connected stayed silent: the client's bytes reached the
+    /// member and nothing came back within the pool's `breaker.silent_after_request`. Like an
+    /// early close, the connect counts as a failure after all (see `upstream::breaker`). Logging
+    /// and the metric are the caller's, which knows the connection.
+    pub fn report_silent(&self) {
+        if let Some(c) = &self.circuit {
+            c.on_silent(Instant::now());
+        }
+    }
+
+    /// The pool's silent-member watch, set whether or not the pool has breakers.
+    pub fn silent(&self) -> Option<SilentConfig> {
+        self.silent
     }
 
     /// The pool's `breaker.early_close`, for the code that detects early closes: set whether

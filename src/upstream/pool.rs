@@ -57,7 +57,8 @@ impl Pool {
                     .in_pool(name.clone())
                     .with_breaker(&config.name, config.breaker)
                     .with_max_connections(config.member_max_connections)
-                    .with_early_close(config.early_close);
+                    .with_early_close(config.early_close)
+                    .with_silent(config.silent);
                 // By name only: another name resolving to the same address is another member.
                 let before =
                     previous.and_then(|p| p.members.iter().find(|old| old.name() == m.name));
@@ -149,6 +150,7 @@ mod tests {
             member_max_connections: cap,
             early_close: None,
             socket: Default::default(),
+            silent: None,
         }
     }
 

@@ -22,12 +22,23 @@ pub enum Behavior {
     Echo,
     /// Write the upstream's id byte, then close.
     Identify(u8),
+    /// Accept, read everything, never write, close when the client does: a member that accepts
+    /// and then says nothing (a hung process behind a listening kernel). Counts `requests`.
+    Silent,
+    /// Write the id byte (a server-greeting protocol's banner), then read and never write.
+    GreetThenSilent(u8),
+    /// `Silent` for connections accepted while the flag is set, `Echo` for the others: a
+    /// member that hangs, then recovers.
+    SilentWhile(&'static std::sync::atomic::AtomicBool),
 }
 
 /// A real upstream server on 127.0.0.1, counting the connections it accepted.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub accepted: Arc<AtomicUsize>,
+    /// Connections on which a `Silent`/`GreetThenSilent` upstream read a byte (health probes,
+    /// which send nothing, are not among them).
+    pub requests: Arc<AtomicUsize>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -41,9 +52,11 @@ impl Upstream {
     pub fn serve(listener: TcpListener, behavior: Behavior) -> Self {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let (accepted, stop) = (Arc::clone(&accepted), stop.clone());
+            let requests = Arc::clone(&requests);
             async move {
                 loop {
                     let (mut stream, _) = tokio::select! {
@@ -51,6 +64,14 @@ impl Upstream {
                         r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
                     };
                     accepted.fetch_add(1, Ordering::SeqCst);
+                    let requests = Arc::clone(&requests);
+                    let behavior = match behavior {
+                        Behavior::SilentWhile(flag) if flag.load(Ordering::SeqCst) => {
+                            Behavior::Silent
+                        }
+                        Behavior::SilentWhile(_) => Behavior::Echo,
+                        other => other,
+                    };
                     tokio::spawn(async move {
                         match behavior {
                             Behavior::Echo => {
@@ -62,6 +83,14 @@ impl Upstream {
                                 let _ = stream.write_all(&[id]).await;
                                 let _ = stream.shutdown().await;
                             }
+                            Behavior::Silent | Behavior::SilentWhile(_) => {
+                                read_silently(&mut stream, &requests).await;
+                            }
+                            Behavior::GreetThenSilent(id) => {
+                                if stream.write_all(&[id]).await.is_ok() {
+                                    read_silently(&mut stream, &requests).await;
+                                }
+                            }
                         }
                     });
                 }
@@ -70,6 +99,7 @@ impl Upstream {
         Self {
             addr,
             accepted,
+            requests,
             stop,
             task,
         }
@@ -79,11 +109,32 @@ impl Upstream {
         self.accepted.load(Ordering::SeqCst)
     }
 
+    /// See [`Upstream::requests`].
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
     /// Closes the listener (new connects are refused) and returns the port it had.
     pub async fn kill(self) -> SocketAddr {
         self.stop.cancel();
         let _ = self.task.await;
         self.addr
+    }
+}
+
+/// Reads until the client closes, writing nothing; counts the connection in `requests` at
+/// its first byte.
+async fn read_silently(stream: &mut TcpStream, requests: &AtomicUsize) {
+    let mut buf = [0u8; 1024];
+    let mut counted = false;
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        if !counted {
+            counted = true;
+            requests.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 

@@ -28,6 +28,7 @@ def all_forwarders(sluice_bin: Path, naive_bin: Path) -> list[Forwarder]:
         Sluice(sluice_bin, "bare"),
         Sluice(sluice_bin, "copy"),
         Sluice(sluice_bin, "full"),
+        Sluice(sluice_bin, "silent"),
         Sluice(sluice_bin, "onesocket"),
         HAProxy(splice=False),
         HAProxy(splice=True),

@@ -81,6 +81,15 @@ SLUICE_PROFILES: dict[str, dict] = {
         },
     },
 }
+# full with the silent-member watch on (breaker.silent_after_request): the connection-rate run
+# beside full shows what the watch costs; each HTTP client speaks first, so every connection
+# arms it and nginx's answer ends it. Only the HTTP scenario: the watch does nothing else.
+SLUICE_PROFILES["silent"] = copy.deepcopy(SLUICE_PROFILES["full"])
+SLUICE_PROFILES["silent"]["optional"]["silent watch"] = {
+    "pool": {"breaker": {"silent_after_request": "2s"}},
+}
+SLUICE_PROFILES["silent"]["require"] = ["silent watch"]
+SLUICE_PROFILES["silent"]["scenarios"] = ["http"]
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -79,6 +79,9 @@ pub struct TrafficInfo {
     pub duration: Duration,
     #[serde(rename = "timeout_ms", serialize_with = "ms")]
     pub timeout: Duration,
+    /// Clients send their first bytes before reading the banner (`traffic.client_first`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_first: bool,
 }
 
 impl TrafficInfo {
@@ -94,6 +97,7 @@ impl TrafficInfo {
             payload_max: traffic.payload_max,
             duration,
             timeout: traffic.timeout,
+            client_first: traffic.client_first,
         }
     }
 }

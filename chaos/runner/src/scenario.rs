@@ -109,6 +109,10 @@ pub struct Traffic {
     pub duration: Duration,
     /// Per connection, from connect to the last byte checked.
     pub timeout: Duration,
+    /// Each client sends the start of its payload before reading the banner, as a client of a
+    /// client-first protocol (HTTP, Redis) would: what sluice's `silent_after_request` watches.
+    /// Echo members only.
+    pub client_first: bool,
 }
 
 /// One timeline entry at its planned offset from the start of traffic.

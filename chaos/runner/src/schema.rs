@@ -75,6 +75,7 @@ pub struct TrafficFile {
     pub payload_max: Option<i64>,
     pub duration: Option<HumanDuration>,
     pub timeout: Option<HumanDuration>,
+    pub client_first: Option<bool>,
 }
 
 /// `[[timeline]]`: one fault or restore, possibly repeated.

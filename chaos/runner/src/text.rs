@@ -234,11 +234,16 @@ pub(crate) fn render_setup(f: &mut fmt::Formatter<'_>, s: &Setup<'_>) -> fmt::Re
     };
     writeln!(
         f,
-        "traffic   {} clients at most, {}/s, {payload} payloads, {}, timeout {}",
+        "traffic   {} clients at most, {}/s, {payload} payloads, {}, timeout {}{}",
         t.clients,
         t.rate,
         human(t.duration),
-        human(t.timeout)
+        human(t.timeout),
+        if t.client_first {
+            ", client speaks first"
+        } else {
+            ""
+        }
     )
 }
 

@@ -166,9 +166,9 @@ pub async fn run_each(
         }
         let spread = traffic.payload_max - traffic.payload_min + 1;
         let len = traffic.payload_min + wire::mix(seed ^ id.wrapping_mul(0x9E37)) % spread;
-        let timeout = traffic.timeout;
+        let (timeout, client_first) = (traffic.timeout, traffic.client_first);
         clients.spawn(async move {
-            let record = client(target, id, len, seed, t0, timeout).await;
+            let record = client(target, id, len, seed, t0, timeout, client_first).await;
             drop(slot);
             record
         });
@@ -208,6 +208,7 @@ async fn client(
     seed: u64,
     t0: Instant,
     timeout: Duration,
+    client_first: bool,
 ) -> ClientRecord {
     let start = Instant::now();
     let mut r = ClientRecord {
@@ -223,19 +224,36 @@ async fn client(
         detail: None,
     };
     let payload = wire::payload(len as usize, wire::mix(seed).wrapping_add(id));
-    r.outcome = match tokio::time::timeout(timeout, exchange(target, &payload, &mut r)).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => Outcome::of(&e),
-        Err(_) => Outcome::Timeout,
-    };
+    r.outcome =
+        match tokio::time::timeout(timeout, exchange(target, &payload, client_first, &mut r)).await
+        {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => Outcome::of(&e),
+            Err(_) => Outcome::Timeout,
+        };
     r.end = Instant::now().saturating_duration_since(t0);
     r
 }
 
-async fn exchange(target: SocketAddr, payload: &[u8], r: &mut ClientRecord) -> io::Result<Outcome> {
+/// Payload bytes a `client_first` client sends before it reads the banner: one small request.
+const FIRST_BYTES: usize = 64;
+
+async fn exchange(
+    target: SocketAddr,
+    payload: &[u8],
+    client_first: bool,
+    r: &mut ClientRecord,
+) -> io::Result<Outcome> {
     let mut s = TcpStream::connect(target).await?;
     r.local = s.local_addr().ok();
     let _ = s.set_nodelay(true);
+    // Echo members only (validated): the member echoes these after its banner.
+    let early = if client_first {
+        payload.len().min(FIRST_BYTES)
+    } else {
+        0
+    };
+    s.write_all(&payload[..early]).await?;
     let mut banner = [0u8; wire::BANNER_LEN];
     s.read_exact(&mut banner).await?;
     r.received += banner.len() as u64;
@@ -249,7 +267,7 @@ async fn exchange(target: SocketAddr, payload: &[u8], r: &mut ClientRecord) -> i
             let mut back = vec![0u8; payload.len()];
             let (_, got) = tokio::try_join!(
                 async {
-                    wr.write_all(payload).await?;
+                    wr.write_all(&payload[early..]).await?;
                     Ok::<_, io::Error>(())
                 },
                 read_full(&mut rd, &mut back),

@@ -80,6 +80,20 @@ async fn reset_storm_opens_the_breaker_and_redials() {
     );
 }
 
+/// Only the breaker, fed by `silent_after_request`, can meet `ejected_within = "400ms"`: the
+/// banner probe takes about 500ms to eject a blackholed member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blackhole_silent_opens_the_breaker_before_the_probe_ejects() {
+    let report = run_shipped("blackhole-silent").await;
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.kind == "breaker" && e.text == "b breaker closed → open"),
+        "the breaker ejected b:\n{report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn half_close_keeps_every_completed_connection_whole() {
     let report = run_shipped("half-close").await;
@@ -248,6 +262,7 @@ fn every_shipped_scenario_is_valid() {
     names.sort();
     let expected = [
         "blackhole",
+        "blackhole-silent",
         "dc-failover",
         "explain-promise",
         "flap",

@@ -41,6 +41,7 @@ fn breaker(failures: u32) -> Option<BreakerConfig> {
         max_open_for: Duration::from_secs(60),
         half_open_trials: 1,
         early_close: Duration::from_millis(200),
+        silent_after_request: Duration::ZERO,
     })
 }
 

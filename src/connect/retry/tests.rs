@@ -287,6 +287,7 @@ async fn real_stack_redials_past_a_refusing_member() {
             member_max_connections: None,
             early_close: None,
             socket: Default::default(),
+            silent: None,
         },
         1,
     ));

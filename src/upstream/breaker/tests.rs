@@ -11,6 +11,7 @@ fn config(failures: u32, trials: u32) -> BreakerConfig {
         max_open_for: Duration::from_secs(35),
         half_open_trials: trials,
         early_close: Duration::from_millis(200),
+        silent_after_request: Duration::ZERO,
     }
 }
 
@@ -207,6 +208,61 @@ fn early_close_in_probation_reopens_doubled() {
         b.on_early_close(t3),
         opened(Phase::HalfOpen, 1, Duration::from_secs(35))
     );
+}
+
+#[test]
+fn silent_connections_open_it_like_early_closes() {
+    let t0 = Instant::now();
+    let mut b = Breaker::new(config(3, 1));
+    // One connection at a time: each connect succeeds, then its member stays silent.
+    for i in 1..=3 {
+        let admit = pass(&mut b, t0);
+        b.on_success(t0, admit);
+        let t = b.on_silent(t0);
+        assert_eq!(t.is_some(), i == 3, "silent connection #{i}");
+    }
+    // Connections that answered in between reset the count.
+    let mut b = Breaker::new(config(3, 1));
+    for _ in 0..10 {
+        b.on_success(t0, Admit::Pass);
+        b.on_success(t0, Admit::Pass);
+        assert_eq!(b.on_silent(t0), None);
+    }
+}
+
+#[test]
+fn silent_trial_reopens_doubled_within_twice_the_period() {
+    let silent = Duration::from_secs(2);
+    let t0 = Instant::now();
+    let mut b = Breaker::new(BreakerConfig {
+        silent_after_request: silent,
+        ..config(5, 1)
+    });
+    open(&mut b, t0);
+    let t1 = t0 + OPEN_FOR;
+    let trial = pass(&mut b, t1);
+    assert!(b.on_success(t1, trial).is_some(), "the trial connected");
+    // Its client spoke a moment later; the member stayed silent for the period.
+    let t2 = t1 + silent + Duration::from_millis(300);
+    assert!(
+        t2 > t1 + Duration::from_millis(200),
+        "past early_close's probation"
+    );
+    assert_eq!(
+        b.on_silent(t2),
+        opened(Phase::Closed, 1, Duration::from_secs(20))
+    );
+    // Past the probation a silent connection is one failure among others.
+    let t3 = t2 + Duration::from_secs(20);
+    let trial = pass(&mut b, t3);
+    assert!(b.on_success(t3, trial).is_some());
+    assert_eq!(b.on_silent(t3 + silent * 2), None);
+    // Without the option set there is no silent probation.
+    let mut b = Breaker::new(config(5, 1));
+    open(&mut b, t0);
+    let trial = pass(&mut b, t1);
+    b.on_success(t1, trial);
+    assert_eq!(b.on_silent(t2), None);
 }
 
 #[test]

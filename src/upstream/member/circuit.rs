@@ -107,6 +107,11 @@ impl Circuit {
         self.report(t, Some("early_close"));
     }
 
+    pub(super) fn on_silent(&self, now: Instant) {
+        let t = self.update(|b| b.on_silent(now));
+        self.report(t, Some("silent"));
+    }
+
     /// Health probes brought the member up: close (see [`Breaker::reset`]).
     pub(super) fn on_health_up(&self) {
         let t = self.update(Breaker::reset);

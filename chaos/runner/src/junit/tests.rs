@@ -50,6 +50,7 @@ fn traffic() -> TrafficInfo {
         payload_max: 16384,
         duration: Duration::from_secs(8),
         timeout: Duration::from_secs(3),
+        client_first: false,
     }
 }
 

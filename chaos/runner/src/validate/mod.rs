@@ -15,6 +15,7 @@ use toml::Value;
 use super::parse;
 use super::scenario::{MemberSpec, Scenario, Traffic};
 use super::schema::{MemberFile, TrafficFile};
+use super::wire::ServerKind;
 
 mod bounds;
 mod sluice;
@@ -38,6 +39,7 @@ pub(super) fn scenario(text: &str, path: &Path) -> Result<Scenario, ConfigErrors
     let members = v.members(&raw.members);
     let members_ok = v.errors.is_empty();
     let traffic = v.traffic(raw.traffic.as_ref());
+    v.client_first(&traffic, &members);
     let timeline = v.timeline(&raw.timeline, &members, traffic.duration);
     let target = raw.target.as_ref().and_then(|t| v.target(t, path));
     let sluice = if raw.target.is_some() {
@@ -172,6 +174,7 @@ impl Validator {
                 payload_max: 0,
                 duration: Duration::from_secs(1),
                 timeout: Duration::from_secs(1),
+                client_first: false,
             };
         };
         let command = self.command_traffic(t);
@@ -231,6 +234,29 @@ impl Validator {
             payload_max: payload_max.clamp(0, MAX_PAYLOAD) as u64,
             duration,
             timeout,
+            client_first: t.client_first.unwrap_or(false),
+        }
+    }
+
+    /// `traffic.client_first` sends payload bytes before the banner: only an echo member reads
+    /// them as its protocol says (a sink expects its length first).
+    fn client_first(&mut self, traffic: &Traffic, members: &[MemberSpec]) {
+        if !traffic.client_first {
+            return;
+        }
+        if let Some(m) = members.iter().find(|m| m.server != ServerKind::Echo) {
+            self.error(
+                "traffic.client_first",
+                Some("true".into()),
+                format!("needs echo members (member {} is not)", m.name),
+            );
+        }
+        if traffic.payload_min == 0 {
+            self.error(
+                "traffic.client_first",
+                Some("true".into()),
+                "needs traffic.payload of at least 1 byte",
+            );
         }
     }
 }

@@ -75,6 +75,7 @@ impl Validator {
             ("rate", t.rate.is_some()),
             ("payload", t.payload.is_some()),
             ("payload_max", t.payload_max.is_some()),
+            ("client_first", t.client_first.is_some()),
         ] {
             if set {
                 self.error(
