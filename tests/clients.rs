@@ -37,23 +37,25 @@ async fn exchange_from(source: [u8; 4], route: SocketAddr) -> Vec<u8> {
     got
 }
 
-#[tokio::test]
-async fn deny_wins_and_a_refused_client_never_reaches_a_member() {
+/// A sluice whose route `app` (with `route_keys`) forwards to one echo member, started with
+/// `before` (e.g. an `[admin]` table) ahead of the route.
+async fn start(before: &str, route_keys: &str) -> (Sluice, Upstream) {
     let up = Upstream::start(Behavior::Echo).await;
     let sluice = Sluice::start(&format!(
-        r#"
-        [routes.app]
-        listen = "127.0.0.1:0"
-        pool = "app"
-        allow = ["127.0.0.0/8"]
-        deny = ["127.0.0.2", "127.0.0.3/32"]
-        [pools.app]
-        members = [{{ addr = "{}" }}]
-        [pools.app.health]
-        enabled = false
-        "#,
+        "{before}\n[routes.app]\nlisten = \"127.0.0.1:0\"\npool = \"app\"\n{route_keys}\n\
+         [pools.app]\nmembers = [{{ addr = \"{}\" }}]\n[pools.app.health]\nenabled = false\n",
         up.addr
     ))
+    .await;
+    (sluice, up)
+}
+
+#[tokio::test]
+async fn deny_wins_and_a_refused_client_never_reaches_a_member() {
+    let (sluice, up) = start(
+        "",
+        "allow = [\"127.0.0.0/8\"]\ndeny = [\"127.0.0.2\", \"127.0.0.3/32\"]",
+    )
     .await;
     let route = sluice.addr("app");
     assert_eq!(exchange_from([127, 0, 0, 1], route).await, b"ping");
@@ -71,21 +73,7 @@ async fn deny_wins_and_a_refused_client_never_reaches_a_member() {
 
 #[tokio::test]
 async fn an_allow_list_admits_only_what_it_names() {
-    let up = Upstream::start(Behavior::Echo).await;
-    let sluice = Sluice::start(&format!(
-        r#"
-        [routes.app]
-        listen = "127.0.0.1:0"
-        pool = "app"
-        allow = ["127.0.0.5", "127.0.1.0/24"]
-        [pools.app]
-        members = [{{ addr = "{}" }}]
-        [pools.app.health]
-        enabled = false
-        "#,
-        up.addr
-    ))
-    .await;
+    let (sluice, up) = start("", "allow = [\"127.0.0.5\", \"127.0.1.0/24\"]").await;
     let route = sluice.addr("app");
     assert_eq!(exchange_from([127, 0, 0, 1], route).await, b"");
     assert_eq!(exchange_from([127, 0, 0, 5], route).await, b"ping");
@@ -146,22 +134,10 @@ async fn route_active(admin: SocketAddr) -> Option<u64> {
 /// address is not affected, and a slot comes back when a connection ends.
 #[tokio::test]
 async fn one_address_holds_at_most_its_share() {
-    let up = Upstream::start(Behavior::Echo).await;
-    let sluice = Sluice::start(&format!(
-        r#"
-        [admin]
-        listen = "127.0.0.1:0"
-        [routes.app]
-        listen = "127.0.0.1:0"
-        pool = "app"
-        max_connections_per_client = 2
-        [pools.app]
-        members = [{{ addr = "{}" }}]
-        [pools.app.health]
-        enabled = false
-        "#,
-        up.addr
-    ))
+    let (sluice, up) = start(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        "max_connections_per_client = 2",
+    )
     .await;
     let route = sluice.addr("app");
     let admin = sluice.admin.expect("admin");

@@ -187,10 +187,19 @@ fn check_explain_prints_the_budget_the_readme_shows() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
 }
 
+/// `sluice check --config PATH`, with `--strict` when asked.
+fn check(path: &Path, strict: bool) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.args(["check", "--config"]).arg(path);
+    if strict {
+        c.arg("--strict");
+    }
+    c.output().unwrap()
+}
+
 /// Warnings go to stderr and leave the exit code 0; `--strict` makes them fail (exit 1).
 #[test]
 fn check_warns_on_stderr_and_strict_fails_on_warnings() {
-    let sluice = env!("CARGO_BIN_EXE_sluice");
     let dir = sluice_testkit::scratch_dir("check-strict");
     let path = dir.join("warned.toml");
     std::fs::write(
@@ -200,14 +209,7 @@ fn check_warns_on_stderr_and_strict_fails_on_warnings() {
          [pools.spare]\nmembers = [{ addr = \"127.0.0.1:9\" }]\n",
     )
     .unwrap();
-    let run = |strict: bool| {
-        let mut c = Command::new(sluice);
-        c.args(["check", "--config"]).arg(&path);
-        if strict {
-            c.arg("--strict");
-        }
-        c.output().unwrap()
-    };
+    let run = |strict: bool| check(&path, strict);
     let warning = "warned.toml: warning: pools.spare: no route uses this pool; its health checks run for nothing";
     let lenient = run(false);
     assert_eq!(lenient.status.code(), Some(0));
@@ -230,7 +232,6 @@ fn check_warns_on_stderr_and_strict_fails_on_warnings() {
 /// `--strict` fails on it.
 #[test]
 fn check_warns_about_a_name_that_does_not_resolve() {
-    let sluice = env!("CARGO_BIN_EXE_sluice");
     let dir = sluice_testkit::scratch_dir("check-dns");
     let path = dir.join("dns.toml");
     // Port 1 on loopback answers no DNS: the query fails within the timeout.
@@ -241,14 +242,7 @@ fn check_warns_about_a_name_that_does_not_resolve() {
          [pools.web]\nmembers = [{ addr = \"backend.invalid:9001\" }]\n",
     )
     .unwrap();
-    let run = |strict: bool| {
-        let mut c = Command::new(sluice);
-        c.args(["check", "--config"]).arg(&path);
-        if strict {
-            c.arg("--strict");
-        }
-        c.output().unwrap()
-    };
+    let run = |strict: bool| check(&path, strict);
     let lenient = run(false);
     assert_eq!(lenient.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&lenient.stderr);

@@ -164,19 +164,22 @@ impl Validator {
                 }
             })
             .collect();
-        let mut ttl = |key: &str, value: Option<HumanDuration>, default: Duration| {
-            let t = value.map_or(default, |d| d.0);
-            if t < MIN_DNS_TTL {
-                self.error(
-                    key,
-                    Some(quote(&humantime::format_duration(t).to_string())),
-                    "must be at least 100ms (a name with TTL 0 would be asked without pause)",
-                );
-            }
-            t.max(MIN_DNS_TTL)
-        };
-        let min_ttl = ttl("dns.min_ttl", dns.min_ttl, d.min_ttl);
-        let max_ttl = ttl("dns.max_ttl", dns.max_ttl, d.max_ttl.max(min_ttl));
+        const TTL_FLOOR: &str =
+            "must be at least 100ms (a name with TTL 0 would be asked without pause)";
+        let min_ttl = self.at_least(
+            "dns.min_ttl",
+            dns.min_ttl,
+            d.min_ttl,
+            MIN_DNS_TTL,
+            TTL_FLOOR,
+        );
+        let max_ttl = self.at_least(
+            "dns.max_ttl",
+            dns.max_ttl,
+            d.max_ttl.max(min_ttl),
+            MIN_DNS_TTL,
+            TTL_FLOOR,
+        );
         if min_ttl > max_ttl {
             self.error(
                 "dns.min_ttl",
@@ -960,15 +963,34 @@ impl Validator {
         value: Option<HumanDuration>,
         default: Duration,
     ) -> Duration {
+        self.at_least(
+            path,
+            value,
+            default,
+            MIN_PROBE_INTERVAL,
+            "must be at least 10ms (one probe per member every 10ms is already 100 a second)",
+        )
+    }
+
+    /// A duration (or `default`) of at least `floor`; below it, `reason` is the error and the
+    /// floor stands in so validation can go on.
+    fn at_least(
+        &mut self,
+        path: &str,
+        value: Option<HumanDuration>,
+        default: Duration,
+        floor: Duration,
+        reason: &str,
+    ) -> Duration {
         let d = value.map_or(default, |d| d.0);
-        if d < MIN_PROBE_INTERVAL {
+        if d < floor {
             self.error(
                 path,
                 Some(quote(&humantime::format_duration(d).to_string())),
-                "must be at least 10ms (one probe per member every 10ms is already 100 a second)",
+                reason,
             );
         }
-        d.max(MIN_PROBE_INTERVAL)
+        d.max(floor)
     }
 
     /// `"10%"` as a fraction in `0..=max_percent/100`.
