@@ -66,6 +66,20 @@ fn is_open(member: &Member) -> bool {
 }
 
 /// Connects and sends the request; the caller reads the answer (or not).
+/// Each stream stays open for a whole period (one after another) and the member's breaker
+/// stays closed: nothing was counted against it.
+async fn assert_uncounted(sluice: &Sluice, upstream: &Upstream, streams: &mut [TcpStream]) {
+    for stream in streams.iter_mut() {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(PERIOD, stream.read(&mut byte));
+        assert!(read.await.is_err(), "the connection stays open");
+    }
+    assert_eq!(
+        member(sluice, upstream).breaker_state(Instant::now()),
+        Some(BreakerState::Closed)
+    );
+}
+
 async fn ask(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(REQUEST).await.unwrap();
@@ -198,15 +212,7 @@ async fn with_the_option_off_silence_is_not_counted() {
     })
     .await;
     // Three times the period the option would have used: a count would have opened it.
-    for stream in &mut streams {
-        let mut byte = [0u8; 1];
-        let read = tokio::time::timeout(PERIOD, stream.read(&mut byte));
-        assert!(read.await.is_err(), "the connection stays open");
-    }
-    assert_eq!(
-        member(&sluice, &silent).breaker_state(Instant::now()),
-        Some(BreakerState::Closed)
-    );
+    assert_uncounted(&sluice, &silent, &mut streams).await;
     drop(streams);
     sluice.stop().await;
 }
@@ -243,15 +249,7 @@ async fn a_member_that_speaks_first_is_never_counted() {
     })
     .await;
     // Three periods with the member silent after its banner: `close` would have ended them.
-    for stream in &mut streams {
-        let mut byte = [0u8; 1];
-        let read = tokio::time::timeout(PERIOD, stream.read(&mut byte));
-        assert!(read.await.is_err(), "the connection stays open");
-    }
-    assert_eq!(
-        member(&sluice, &greeter).breaker_state(Instant::now()),
-        Some(BreakerState::Closed)
-    );
+    assert_uncounted(&sluice, &greeter, &mut streams).await;
     drop(streams);
     sluice.stop().await;
 }
