@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice::config::{HealthConfig, MemberConfig};
+use sluice::config::{Expect, HealthConfig, MemberConfig};
 use sluice::health::{ProbeFailure, ProbePhase, probe, spawn_checker};
 use sluice::upstream::Member;
 use sluice_testkit::{eventually, settle};
@@ -39,7 +39,8 @@ fn health(init_up: bool, send_expect: bool) -> Arc<HealthConfig> {
         jitter: 0.1,
         init_up,
         send: send_expect.then(|| PING.to_vec()),
-        expect: send_expect.then(|| PONG.to_vec()),
+        expect: send_expect.then(|| Expect::Prefix(PONG.to_vec())),
+        ..HealthConfig::default()
     })
 }
 

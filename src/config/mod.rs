@@ -13,7 +13,7 @@ pub mod schema;
 mod validate;
 pub mod warnings;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -581,8 +581,54 @@ pub struct HealthConfig {
     pub init_up: bool,
     /// Bytes written after connect.
     pub send: Option<Vec<u8>>,
-    /// The reply must start with these bytes.
-    pub expect: Option<Vec<u8>>,
+    /// What the reply must hold.
+    pub expect: Option<Expect>,
+    /// Probe this port instead of the member's traffic port (`health.port`).
+    pub port: Option<u16>,
+    /// Probe this IP instead of the member's (`health.addr`).
+    pub addr: Option<IpAddr>,
+    /// An HTTP/1.1 GET probe; never set together with `send` or `expect`.
+    pub http: Option<HttpCheck>,
+}
+
+impl HealthConfig {
+    /// Where the probes of the member whose traffic goes to `member` are sent: `addr` and
+    /// `port` replace its IP and port when set. Traffic still goes to `member`.
+    pub fn probe_addr(&self, member: SocketAddr) -> SocketAddr {
+        SocketAddr::new(
+            self.addr.unwrap_or(member.ip()),
+            self.port.unwrap_or(member.port()),
+        )
+    }
+}
+
+/// What a probe's reply must hold (`health.expect`).
+#[derive(Clone, Debug)]
+pub enum Expect {
+    /// The reply starts with these bytes (`expect = "+PONG"`).
+    Prefix(Vec<u8>),
+    /// The pattern matches somewhere in the reply's first 16 KiB (`expect = { regex = ".." }`).
+    Regex(regex::bytes::Regex),
+}
+
+/// Patterns compare by their text, so a reload that keeps the pattern keeps the checker.
+impl PartialEq for Expect {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Prefix(a), Self::Prefix(b)) => a == b,
+            (Self::Regex(a), Self::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+/// `health.http`: a GET whose response status must be `expect_status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCheck {
+    /// Starts with `/`.
+    pub path: String,
+    /// 100..=599; 200 by default.
+    pub expect_status: u16,
 }
 
 impl Default for HealthConfig {
@@ -597,6 +643,9 @@ impl Default for HealthConfig {
             init_up: true,
             send: None,
             expect: None,
+            port: None,
+            addr: None,
+            http: None,
         }
     }
 }

@@ -179,7 +179,39 @@ pub struct HealthFile {
     pub init_state: Option<InitState>,
     /// Text, or `hex:...` for binary.
     pub send: Option<String>,
-    pub expect: Option<String>,
+    pub expect: Option<ExpectFile>,
+    /// Probe this port instead of the member's traffic port.
+    pub port: Option<i64>,
+    /// Probe this IP instead of the member's (a literal, never resolved).
+    pub addr: Option<String>,
+    /// An HTTP/1.1 GET probe instead of send/expect.
+    pub http: Option<HttpCheckFile>,
+}
+
+/// `expect = "+PONG"` (the reply starts with these bytes) or `expect = { regex = "..." }` (the
+/// pattern matches somewhere in the reply's first bytes).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a string (the reply's first bytes) or a table { regex = \"...\" }"
+)]
+pub enum ExpectFile {
+    Literal(String),
+    Regex(ExpectRegexFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectRegexFile {
+    pub regex: String,
+}
+
+/// `health.http = { path = "/primary", expect_status = 200 }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheckFile {
+    pub path: Option<String>,
+    pub expect_status: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -12,16 +12,17 @@ use std::time::Duration;
 
 use super::parse::{self, Parsed};
 use super::schema::{
-    BreakerFile, DnsFile, FileConfig, HealthFile, HumanDuration, InitState, KeepaliveFile,
-    MemberFile, OnLimitKind, PoolFile, RateLimitFile, RetryFile, RouteFile,
+    BreakerFile, DnsFile, ExpectFile, ExpectRegexFile, FileConfig, HealthFile, HttpCheckFile,
+    HumanDuration, InitState, KeepaliveFile, MemberFile, OnLimitKind, PoolFile, RateLimitFile,
+    RetryFile, RouteFile,
 };
 use super::{
     AcceptProxy, AcceptProxyVersion, AdminConfig, AllDown, BalanceKind, BreakerConfig,
     ClientFilter, Config, ConfigError, ConfigErrors, DEFAULT_BACKLOG, DEFAULT_BUFFER_SIZE,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_PIPE_SIZE, DEFAULT_SHUTDOWN_GRACE,
-    DnsConfig, DnsEntry, DnsQuery, HealthConfig, Keepalive, MAX_WEIGHT, MemberConfig, OnLimit,
-    OnSilent, PoolConfig, RateLimitConfig, RelayConfig, RetryConfig, RouteConfig, SilentConfig,
-    SocketOptions, source_name,
+    DnsConfig, DnsEntry, DnsQuery, Expect, HealthConfig, HttpCheck, Keepalive, MAX_WEIGHT,
+    MemberConfig, OnLimit, OnSilent, PoolConfig, RateLimitConfig, RelayConfig, RetryConfig,
+    RouteConfig, SilentConfig, SocketOptions, source_name,
 };
 
 /// The shortest `breaker.silent_after_request`: below it, scheduling noise looks like silence.
@@ -738,7 +739,25 @@ impl Validator {
             Some(text) => self.percent(&key("jitter"), &text, 50.0),
         };
         let send = h.send.and_then(|s| self.bytes(&key("send"), &s));
-        let expect = h.expect.and_then(|s| self.bytes(&key("expect"), &s));
+        let expect = h.expect.and_then(|e| self.expect(&key("expect"), e));
+        let port = h
+            .port
+            .and_then(|p| self.int_in(&key("port"), Some(p), 0, 1, 65535));
+        let addr = h.addr.and_then(|a| self.probe_ip(&key("addr"), &a));
+        let http = h.http.and_then(|c| self.http_check(&key("http"), c));
+        if http.is_some() {
+            for (other, set) in [("send", send.is_some()), ("expect", expect.is_some())] {
+                if set {
+                    self.error(
+                        key("http"),
+                        None,
+                        format!(
+                            "cannot be set with {other}: an HTTP probe sends its own request and checks the status"
+                        ),
+                    );
+                }
+            }
+        }
         if self.errors.len() != error_count {
             return None;
         }
@@ -752,7 +771,100 @@ impl Validator {
             init_up: h.init_state != Some(InitState::Down),
             send,
             expect,
+            port: port.map(|p| p as u16),
+            addr,
+            http,
         }))
+    }
+
+    /// `expect`: bytes the reply starts with, or `{ regex = "..." }`.
+    fn expect(&mut self, path: &str, e: ExpectFile) -> Option<Expect> {
+        match e {
+            ExpectFile::Literal(text) => self.bytes(path, &text).map(Expect::Prefix),
+            ExpectFile::Regex(ExpectRegexFile { regex }) => {
+                let path = format!("{path}.regex");
+                if regex.is_empty() {
+                    self.error(
+                        path,
+                        Some(quote(&regex)),
+                        "must not be empty; remove the key instead",
+                    );
+                    return None;
+                }
+                // The size limit keeps a pattern such as `\w{1000}{1000}` from taking
+                // hundreds of MB to compile; real role patterns are far below it.
+                match regex::bytes::RegexBuilder::new(&regex)
+                    .size_limit(1 << 20)
+                    .build()
+                {
+                    Ok(re) => Some(Expect::Regex(re)),
+                    Err(e) => {
+                        self.error(path, Some(quote(&regex)), regex_reason(&e));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// `health.addr`: an IP literal. Not a name: the probe target must not move apart from
+    /// the member on a DNS change, and the checker resolves nothing.
+    fn probe_ip(&mut self, path: &str, text: &str) -> Option<IpAddr> {
+        let parsed = text.parse::<IpAddr>();
+        if parsed.is_err() {
+            let reason = if text.parse::<SocketAddr>().is_ok() {
+                "must be an IP address without port; set the port with health.port"
+            } else {
+                "not an IP address; write e.g. \"127.0.0.1\" or \"::1\" (names are not resolved)"
+            };
+            self.error(path, Some(quote(text)), reason);
+        }
+        parsed.ok()
+    }
+
+    /// `health.http = { path = "/primary", expect_status = 200 }`.
+    fn http_check(&mut self, path: &str, c: HttpCheckFile) -> Option<HttpCheck> {
+        let status = self.int_in(
+            &format!("{path}.expect_status"),
+            c.expect_status,
+            200,
+            100,
+            599,
+        );
+        let url_path = match c.path {
+            None => {
+                self.missing(
+                    format!("{path}.path"),
+                    "missing key: the path to GET, e.g. \"/primary\"",
+                );
+                None
+            }
+            Some(p) if !p.starts_with('/') => {
+                self.error(
+                    format!("{path}.path"),
+                    Some(quote(&p)),
+                    "must start with '/'",
+                );
+                None
+            }
+            // The path goes into the request line as written: reject what would break it.
+            Some(p)
+                if p.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) =>
+            {
+                self.error(
+                    format!("{path}.path"),
+                    Some(quote(&p)),
+                    "must not contain spaces or control characters; percent-encode them",
+                );
+                None
+            }
+            Some(p) => Some(p),
+        };
+        Some(HttpCheck {
+            path: url_path?,
+            expect_status: status? as u16,
+        })
     }
 
     fn retry(&mut self, path: &str, retry: Option<&RetryFile>) -> Option<RetryConfig> {
@@ -1086,6 +1198,23 @@ fn is_dns_name(name: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
+}
+
+/// The regex crate's syntax errors draw the pattern with a caret under it over several lines;
+/// a config error is one line, so keep only its `error: ...` line.
+fn regex_reason(e: &regex::Error) -> String {
+    let what = match e {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or(text)
+            .to_string(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("compiles to more than {limit} bytes; simplify it")
+        }
+        other => other.to_string(),
+    };
+    format!("not a valid regular expression: {what}")
 }
 
 fn quote(s: &str) -> String {

@@ -2,15 +2,22 @@
 //! probes.
 //!
 //! - `state`: [`HealthState`], the rise/fall state machine and probe schedule; pure, no I/O.
-//! - `probe`: [`probe()`], one TCP probe (connect, send, expect), and its [`ProbeFailure`].
+//! - `probe`: [`check()`], one probe as the config says, [`probe()`], one TCP probe (connect,
+//!   send, expect a prefix or a regex), and the [`ProbeFailure`] of either.
+//! - `http`: the HTTP GET probe of `health.http`, which passes on the expected status.
 //! - `grid`: rounds probe start times to a shared grid, so one wake-up starts many probes.
 //! - `checker`: the task tying them to the clock, the [`Member`] and telemetry.
+//!
+//! A probe goes to the member's address unless `health.port` or `health.addr` moves it
+//! ([`HealthConfig::probe_addr`]): a role endpoint on another port decides whether the member
+//! gets traffic, and traffic still goes to the member's own address.
 //!
 //! Health is one of a member's eligibility signals; combining it with drain and the circuit
 //! breaker is left to [`crate::upstream`]. Pools without a health config spawn no checker.
 
 mod checker;
 mod grid;
+mod http;
 mod probe;
 mod state;
 
@@ -22,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HealthConfig;
 use crate::upstream::Member;
 
-pub use probe::{ProbeFailure, ProbePhase, probe};
+pub use probe::{ProbeFailure, ProbePhase, check, probe};
 pub use state::{HealthState, Transition};
 
 /// How much later than its delay a probe may start for `config`: the checker rounds each start
@@ -32,7 +39,7 @@ pub fn probe_grid_tick(config: &HealthConfig) -> std::time::Duration {
     grid::tick_for(config)
 }
 
-/// Starts the heartbeat task of one member. It probes until `shutdown` is cancelled, flipping
+/// Starts the heartbeat task of one member. It probes [`HealthConfig::probe_addr`] until `shutdown` is cancelled, flipping
 /// `member`'s health after `rise` successes or `fall` failures. `seed` drives its jitter.
 ///
 /// The member's health when this is called is its initial state, and the first probe decides
@@ -48,15 +55,12 @@ pub fn spawn_checker(
     seed: u64,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let addr = member.addr();
+    let addr = config.probe_addr(member.addr());
     let checker = checker::Checker::new(pool, member, Arc::clone(&config), seed)
         .aligned_to(grid::ProbeGrid::shared(&config));
     let tcp_probe = move || {
         let config = Arc::clone(&config);
-        async move {
-            let (send, expect) = (config.send.as_deref(), config.expect.as_deref());
-            probe(addr, config.timeout, send, expect).await
-        }
+        async move { check(addr, &config).await }
     };
     tokio::spawn(checker.run(tcp_probe, shutdown))
 }

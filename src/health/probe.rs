@@ -1,4 +1,5 @@
-//! One health probe: TCP connect, optionally send bytes and expect a reply prefix.
+//! One health probe: TCP connect, optionally send bytes and expect a reply prefix or a
+//! pattern; the HTTP probe (`health.http`) is in `http.rs` and shares the connect here.
 //!
 //! A probe owns its socket from connect to close and reports what went wrong as a
 //! [`ProbeFailure`]; counting results and deciding health is left to the state machine.
@@ -24,11 +25,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use regex::bytes::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, timeout_at};
+
+use crate::config::{Expect, HealthConfig};
 
 /// Reply bytes kept for a failure message; enough to show an error line.
 const MAX_SHOWN: usize = 64;
+/// How much of a reply a pattern is matched against: an INFO reply's role line comes within
+/// its first few KiB, and a member streaming at us must not grow the checker's memory.
+pub(crate) const MAX_MATCHED: usize = 16 * 1024;
 
 /// What a failed probe was doing when it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +84,20 @@ pub enum ProbeFailure {
     /// The member closed before sending all expected bytes; `got` is what it did send.
     #[error("{}", closed_early(got))]
     ClosedEarly { got: Vec<u8> },
+    /// `expect = { regex }` found no match in the `read` bytes the member sent before it
+    /// closed, the timeout ran out or [`MAX_MATCHED`] was reached; `got` holds their start.
+    #[error("expect regex \"{pattern}\" not found in {read} bytes: got \"{}\"", got.escape_ascii())]
+    RegexMismatch {
+        pattern: String,
+        read: usize,
+        got: Vec<u8>,
+    },
+    /// The HTTP probe's response had another status than `health.http.expect_status`.
+    #[error("HTTP status {got}, expected {expected}")]
+    HttpStatus { expected: u16, got: u16 },
+    /// The HTTP probe got something that is not an HTTP/1 response.
+    #[error("bad HTTP response: {error}")]
+    HttpInvalid { error: String },
 }
 
 fn closed_early(got: &[u8]) -> String {
@@ -87,7 +109,7 @@ fn closed_early(got: &[u8]) -> String {
 }
 
 impl ProbeFailure {
-    fn from_io(err: io::Error, during: ProbePhase) -> Self {
+    pub(super) fn from_io(err: io::Error, during: ProbePhase) -> Self {
         if crate::resources::is_local_exhaustion(&err) {
             return Self::LocalResource {
                 error: err.to_string(),
@@ -101,6 +123,13 @@ impl ProbeFailure {
             kind => Self::Io { kind, during },
         }
     }
+}
+
+/// What a reply must hold, borrowed from the config for one probe.
+#[derive(Clone, Copy)]
+enum Want<'a> {
+    Prefix(&'a [u8]),
+    Regex(&'a Regex),
 }
 
 /// Probes `addr` once, all within `timeout`: connect, write `send` if set, then read until the
@@ -118,24 +147,48 @@ pub async fn probe(
     send: Option<&[u8]>,
     expect: Option<&[u8]>,
 ) -> Result<(), ProbeFailure> {
+    let expect = expect.filter(|b| !b.is_empty()).map(Want::Prefix);
+    run(addr, timeout, send, expect).await
+}
+
+/// Probes `addr` once as `config` says: the HTTP GET of `config.http`, or connect, `send` and
+/// `expect`. A regex `expect` passes as soon as the bytes read so far match, and fails once the
+/// member closes, [`MAX_MATCHED`] bytes are read or the timeout is near without a match
+/// ([`RegexMismatch`]). `addr` is the probe address ([`HealthConfig::probe_addr`]).
+///
+/// [`RegexMismatch`]: ProbeFailure::RegexMismatch
+pub async fn check(addr: SocketAddr, config: &HealthConfig) -> Result<(), ProbeFailure> {
+    if let Some(http) = &config.http {
+        return super::http::probe(addr, config.timeout, http).await;
+    }
+    let expect = config.expect.as_ref().map(|e| match e {
+        Expect::Prefix(bytes) => Want::Prefix(bytes),
+        Expect::Regex(re) => Want::Regex(re),
+    });
+    run(addr, config.timeout, config.send.as_deref(), expect).await
+}
+
+async fn run(
+    addr: SocketAddr,
+    timeout: Duration,
+    send: Option<&[u8]>,
+    expect: Option<Want<'_>>,
+) -> Result<(), ProbeFailure> {
     let mut during = ProbePhase::Connect;
-    let result = tokio::time::timeout(timeout, exchange(addr, send, expect, &mut during)).await;
+    let deadline = crate::time::later(Instant::now(), timeout);
+    let work = exchange(addr, send, expect, deadline, &mut during);
+    let result = timeout_at(deadline, work).await;
     result.unwrap_or(Err(ProbeFailure::Timeout {
         after: timeout,
         during,
     }))
 }
 
-/// The probe without its deadline. `during` tracks the phase so a timeout can name it.
-async fn exchange(
+/// Opens the probe's connection: see the module doc for `connect_only`.
+pub(super) async fn connect(
     addr: SocketAddr,
-    send: Option<&[u8]>,
-    expect: Option<&[u8]>,
-    during: &mut ProbePhase,
-) -> Result<(), ProbeFailure> {
-    let send = send.filter(|b| !b.is_empty());
-    let expect = expect.filter(|b| !b.is_empty());
-    let connect_only = send.is_none() && expect.is_none();
+    connect_only: bool,
+) -> Result<TcpStream, ProbeFailure> {
     let connect_error = |e| ProbeFailure::from_io(e, ProbePhase::Connect);
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -148,12 +201,26 @@ async fn exchange(
         // closes it, only at the cost of the member accepting it first.
         let _ = socket2::SockRef::from(&socket).set_tcp_quickack(false);
     }
-    let mut stream = socket.connect(addr).await.map_err(connect_error)?;
+    socket.connect(addr).await.map_err(connect_error)
+}
+
+/// The probe without its deadline, which only the regex read looks at. `during` tracks the
+/// phase so a timeout can name it.
+async fn exchange(
+    addr: SocketAddr,
+    send: Option<&[u8]>,
+    expect: Option<Want<'_>>,
+    deadline: Instant,
+    during: &mut ProbePhase,
+) -> Result<(), ProbeFailure> {
+    let send = send.filter(|b| !b.is_empty());
+    let connect_only = send.is_none() && expect.is_none();
+    let mut stream = connect(addr, connect_only).await?;
     if connect_only {
         reset(stream);
         return Ok(());
     }
-    let result = talk(&mut stream, send, expect, during).await;
+    let result = talk(&mut stream, send, expect, deadline, during).await;
     close(stream);
     result
 }
@@ -161,7 +228,8 @@ async fn exchange(
 async fn talk(
     stream: &mut TcpStream,
     send: Option<&[u8]>,
-    expect: Option<&[u8]>,
+    expect: Option<Want<'_>>,
+    deadline: Instant,
     during: &mut ProbePhase,
 ) -> Result<(), ProbeFailure> {
     if let Some(bytes) = send {
@@ -171,10 +239,15 @@ async fn talk(
             .await
             .map_err(|e| ProbeFailure::from_io(e, ProbePhase::Send))?;
     }
-    let Some(expect) = expect else {
-        return Ok(());
-    };
     *during = ProbePhase::Reply;
+    match expect {
+        None => Ok(()),
+        Some(Want::Prefix(expect)) => read_prefix(stream, expect).await,
+        Some(Want::Regex(re)) => read_match(stream, re, deadline).await,
+    }
+}
+
+async fn read_prefix(stream: &mut TcpStream, expect: &[u8]) -> Result<(), ProbeFailure> {
     let mut got = Vec::with_capacity(expect.len());
     let mut chunk = [0u8; 256];
     while got.len() < expect.len() {
@@ -193,6 +266,52 @@ async fn talk(
         }
     }
     Ok(())
+}
+
+/// Reads until `re` matches the reply so far. A server that keeps the connection open after
+/// its reply (Redis after INFO) is only left at `deadline`; if it has sent something by then,
+/// the failure is the mismatch, which says more than a timeout would. The reply is matched
+/// whole after each read, so a match split across reads is found; [`MAX_MATCHED`] bounds that
+/// work.
+async fn read_match(
+    stream: &mut TcpStream,
+    re: &Regex,
+    deadline: Instant,
+) -> Result<(), ProbeFailure> {
+    let mut got = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let mismatch = |mut got: Vec<u8>| {
+        let read = got.len();
+        got.truncate(MAX_SHOWN);
+        ProbeFailure::RegexMismatch {
+            pattern: re.as_str().to_string(),
+            read,
+            got,
+        }
+    };
+    loop {
+        let room = (MAX_MATCHED - got.len()).min(chunk.len());
+        let n = match timeout_at(deadline, stream.read(&mut chunk[..room])).await {
+            // Nothing arrived at all: the caller's deadline reports a timeout.
+            Err(_) if got.is_empty() => std::future::pending().await,
+            Err(_) => return Err(mismatch(got)),
+            Ok(read) => read.map_err(|e| ProbeFailure::from_io(e, ProbePhase::Reply))?,
+        };
+        if n == 0 {
+            return Err(if got.is_empty() {
+                ProbeFailure::ClosedEarly { got }
+            } else {
+                mismatch(got)
+            });
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if re.is_match(&got) {
+            return Ok(());
+        }
+        if got.len() >= MAX_MATCHED {
+            return Err(mismatch(got));
+        }
+    }
 }
 
 /// Closes a connect-only probe with RST, before its handshake completes: see the module doc.
