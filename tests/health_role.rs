@@ -306,3 +306,40 @@ fn pool_health(config: &str) -> HealthConfig {
     let config = sluice::config::from_str(config, None).unwrap();
     config.pools[0].health.clone().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_probe_reports_the_status_a_non_http_reply_and_health_addr() {
+    let role = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let role_addr = role.local_addr().unwrap();
+    let primary = Arc::new(AtomicBool::new(false));
+    let _endpoint = role_endpoint(role, Arc::clone(&primary));
+    let not_http = Upstream::start(Behavior::Identify(7)).await;
+    // The member lives on 127.0.0.2; `addr` and `port` send its probes to the role endpoint.
+    let member = SocketAddr::from(([127, 0, 0, 2], 5432));
+    let config = format!(
+        "[routes.db]\nlisten = \"127.0.0.1:0\"\npool = \"db\"\n\n[pools.db]\nmembers = [{{ addr = \"{member}\" }}]\n\n[pools.db.health]\n{}",
+        health_toml(&format!(
+            "addr = \"127.0.0.1\"\nport = {}\nhttp = {{ path = \"/primary\" }}",
+            role_addr.port()
+        )),
+    );
+    let health = pool_health(&config);
+    assert_eq!(health.probe_addr(member), role_addr);
+    assert_eq!(
+        check(role_addr, &health).await,
+        Err(ProbeFailure::HttpStatus {
+            expected: 200,
+            got: 503
+        })
+    );
+    primary.store(true, Ordering::SeqCst);
+    assert_eq!(check(role_addr, &health).await, Ok(()));
+    match check(not_http.addr, &health).await {
+        Err(ProbeFailure::HttpInvalid { .. }) => {}
+        other => panic!("expected a bad HTTP response, got {other:?}"),
+    }
+    assert_eq!(
+        check(closed_port().await, &health).await,
+        Err(ProbeFailure::Refused)
+    );
+}

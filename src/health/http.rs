@@ -100,7 +100,11 @@ fn failure(e: &hyper::Error, during: ProbePhase) -> ProbeFailure {
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            let io = std::io::Error::new(io.kind(), io.to_string());
+            // Rebuilt from the errno, which is what tells a local shortage apart.
+            let io = match io.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(io.kind(), io.to_string()),
+            };
             return ProbeFailure::from_io(io, during);
         }
         source = cause.source();
