@@ -313,7 +313,17 @@ async fn http_probe_reports_the_status_a_non_http_reply_and_health_addr() {
     let role_addr = role.local_addr().unwrap();
     let primary = Arc::new(AtomicBool::new(false));
     let _endpoint = role_endpoint(role, Arc::clone(&primary));
-    let not_http = Upstream::start(Behavior::Identify(7)).await;
+    // A banner that is not HTTP on a connection kept open (an SSH server on the wrong port).
+    let not_http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let not_http_addr = not_http.local_addr().unwrap();
+    let _banner = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = not_http.accept().await {
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+                let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+            });
+        }
+    });
     // The member lives on 127.0.0.2; `addr` and `port` send its probes to the role endpoint.
     let member = SocketAddr::from(([127, 0, 0, 2], 5432));
     let config = format!(
@@ -334,7 +344,7 @@ async fn http_probe_reports_the_status_a_non_http_reply_and_health_addr() {
     );
     primary.store(true, Ordering::SeqCst);
     assert_eq!(check(role_addr, &health).await, Ok(()));
-    match check(not_http.addr, &health).await {
+    match check(not_http_addr, &health).await {
         Err(ProbeFailure::HttpInvalid { .. }) => {}
         other => panic!("expected a bad HTTP response, got {other:?}"),
     }

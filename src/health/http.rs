@@ -79,7 +79,7 @@ async fn get(
     let mut response = pin!(sender.send_request(request));
     let mut conn_done = false;
     // The connection future does the I/O; the response future resolves once the head is in,
-    // or with the connection's error once it ends.
+    // or with the error that ended the connection.
     let response = loop {
         tokio::select! {
             biased;
@@ -109,10 +109,20 @@ fn failure(e: &hyper::Error, during: ProbePhase) -> ProbeFailure {
         }
         source = cause.source();
     }
-    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
-        return ProbeFailure::ClosedEarly { got: Vec::new() };
-    }
-    ProbeFailure::HttpInvalid {
-        error: e.to_string(),
+    // A request canceled for a reason carries it as its source: an SSH banner sent before our
+    // request is "canceled: unexpected message", which is not an early close.
+    let cause = std::error::Error::source(e).and_then(|c| c.downcast_ref::<hyper::Error>());
+    let closed = e.is_incomplete_message() || e.is_closed() || e.is_canceled();
+    match cause {
+        None if closed => ProbeFailure::ClosedEarly { got: Vec::new() },
+        Some(cause) if cause.is_incomplete_message() || cause.is_closed() => {
+            ProbeFailure::ClosedEarly { got: Vec::new() }
+        }
+        Some(cause) => ProbeFailure::HttpInvalid {
+            error: cause.to_string(),
+        },
+        None => ProbeFailure::HttpInvalid {
+            error: e.to_string(),
+        },
     }
 }
