@@ -69,10 +69,30 @@ pub fn reserve_spare_fd() {
 }
 
 /// Takes the spare back if it was lost; one relaxed load when it was not. Called when a
-/// connection ends, which frees the descriptors to take it with.
-pub fn restore_spare_fd() {
+/// connection ends, which frees the descriptors to take it with. Returns whether it took a
+/// descriptor just now (then one was free, and a real accept may have one too).
+pub fn restore_spare_fd() -> bool {
     if SPARE_MISSING.load(Ordering::Relaxed) {
         reserve_spare_fd();
+        return !SPARE_MISSING.load(Ordering::Relaxed);
+    }
+    false
+}
+
+/// Whether `e` is the process or the system out of descriptors: the shortage a spare
+/// descriptor can shed clients through (ENOBUFS/ENOMEM are memory: closing a spare frees none).
+pub fn is_out_of_descriptors(e: &io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::io::Errno;
+        e.raw_os_error().is_some_and(|code| {
+            code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error()
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = e;
+        false
     }
 }
 

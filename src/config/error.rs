@@ -78,15 +78,15 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file)?;
+        write!(f, "{}: ", one_line(&self.file))?;
         match &self.location {
             Location::File => {}
             Location::Position { line, column } => write!(f, "line {line}, column {column}: ")?,
-            Location::Key { path, value: None } => write!(f, "{path}: ")?,
+            Location::Key { path, value: None } => write!(f, "{}: ", one_line(path))?,
             Location::Key {
                 path,
                 value: Some(value),
-            } => write!(f, "{path} = {}: ", one_line(value))?,
+            } => write!(f, "{} = {}: ", one_line(path), one_line(value))?,
         }
         f.write_str(&one_line(&self.reason))?;
         if let (Location::Key { .. }, Some((line, column))) = (&self.location, self.position) {
@@ -98,8 +98,9 @@ impl fmt::Display for ConfigError {
 
 /// `text` with line breaks and other control characters escaped, so one problem is always
 /// one line (a multi-line string value once spilled over several).
-fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let breaks = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.chars().any(breaks) {
         return text.into();
     }
     text.chars()
@@ -107,7 +108,7 @@ fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
             '\n' => "\\n".to_string(),
             '\r' => "\\r".to_string(),
             '\t' => "\\t".to_string(),
-            c if c.is_control() => format!("\\u{{{:04x}}}", u32::from(c)),
+            c if breaks(c) => format!("\\u{{{:04x}}}", u32::from(c)),
             c => c.to_string(),
         })
         .collect::<String>()

@@ -13,7 +13,13 @@ pub struct Warning {
 
 impl Warning {
     pub fn render(&self, file: &str) -> String {
-        format!("{file}: warning: {}: {}", self.key, self.reason)
+        use super::error::one_line;
+        format!(
+            "{}: warning: {}: {}",
+            one_line(file),
+            one_line(&self.key),
+            one_line(&self.reason)
+        )
     }
 }
 

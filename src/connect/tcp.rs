@@ -32,21 +32,32 @@ impl TcpConnect {
     }
 }
 
+/// Why a dial failed: before the member was asked (making the socket, binding the source:
+/// sluice's own resources, never the member's fault) or while connecting to it.
+enum DialError {
+    Local(std::io::Error),
+    Connect(std::io::Error),
+}
+
 /// A TCP connection to `addr`, from `source` when it is of the same family (a member whose
 /// DNS name moved to the other family is dialled from the kernel's choice instead).
-async fn dial(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+async fn dial(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, DialError> {
     match source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
-        None => TcpStream::connect(addr).await,
+        None => TcpStream::connect(addr).await.map_err(DialError::Connect),
         Some(source) => {
             let socket = if addr.is_ipv4() {
-                TcpSocket::new_v4()?
+                TcpSocket::new_v4()
             } else {
-                TcpSocket::new_v6()?
-            };
-            // Port 0: the kernel picks the port. A source that is not local fails here with
-            // EADDRNOTAVAIL, which is sluice's problem (resources.rs), not the member's.
-            socket.bind(SocketAddr::new(source, 0))?;
-            socket.connect(addr).await
+                TcpSocket::new_v6()
+            }
+            .map_err(DialError::Local)?;
+            // Port 0: the kernel picks a port per source address, so all members together
+            // share one ephemeral range (~28k connections by default). Running out (EADDRINUSE)
+            // or a source that is not local (EADDRNOTAVAIL) is sluice's problem.
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .map_err(DialError::Local)?;
+            socket.connect(addr).await.map_err(DialError::Connect)
         }
     }
 }
@@ -67,9 +78,13 @@ impl Service<MemberRequest> for TcpConnect {
             let started = Instant::now();
             let member = request.guard.member();
             let addr = member.addr();
-            let mut stream = dial(addr, socket.source)
-                .await
-                .map_err(|e| ConnectError::from_io(MemberId::of(member), e))?;
+            let mut stream = dial(addr, socket.source).await.map_err(|e| match e {
+                DialError::Local(source) => ConnectError::LocalResource {
+                    member: MemberId::of(member),
+                    source,
+                },
+                DialError::Connect(e) => ConnectError::from_io(MemberId::of(member), e),
+            })?;
             // TCP_NODELAY by default: interactive protocols must not wait on Nagle.
             super::socket_options::apply(&stream, &socket);
             if let Some(header) = header {

@@ -126,6 +126,10 @@ fn parse(bytes: &[u8]) -> Result<Announced, HeaderError> {
             )),
             v1::Addresses::Unknown => None,
         }),
+        // A UDP (DGRAM) header on a TCP connection is not about this connection.
+        HeaderResult::V2(Ok(header)) if header.protocol == v2::Protocol::Datagram => Err(
+            HeaderError::Malformed("v2 header for a datagram (UDP) connection".into()),
+        ),
         HeaderResult::V2(Ok(header)) => Ok(match (header.command, header.addresses) {
             (v2::Command::Local, _) => None,
             (_, v2::Addresses::IPv4(a)) => Some((

@@ -62,6 +62,12 @@ impl RouteStats {
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
+
+    /// A client accepted and closed at once for sluice's own shortage (`resources::shed_one`):
+    /// it counts in the total like any accepted client.
+    pub fn count_shed(&self) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -82,7 +88,7 @@ pub(super) async fn serve(route: Arc<RouteContext>, client: TcpStream, peer: Soc
     route.stats.total.fetch_add(1, Ordering::Relaxed);
     handle(&route, client, peer, conn_id).instrument(span).await;
     // Its descriptors are free now: if shedding lost the spare, take it back.
-    resources::restore_spare_fd();
+    let _ = resources::restore_spare_fd();
     route.stats.active.fetch_sub(1, Ordering::Relaxed);
     active.decrement(1.0);
 }

@@ -96,10 +96,16 @@ pub async fn accept_loop(
                     // A waiting client is closed now rather than left hanging; while there
                     // are more, take the next one at once (a freed descriptor goes to a real
                     // accept first, at the top of the loop).
-                    resources::restore_spare_fd();
-                    if resources::shed_one(&listener) {
+                    // A descriptor came free since: a real accept gets it, not a shed.
+                    if resources::restore_spare_fd() {
+                        continue;
+                    }
+                    // Only a descriptor shortage sheds: for memory (ENOBUFS, ENOMEM) closing
+                    // the spare frees nothing, and the client may be served after the pause.
+                    if resources::is_out_of_descriptors(&e) && resources::shed_one(&listener) {
                         // A client sluice closed for its own shortage: counted like one whose
                         // member connect met it, so every accepted client is counted once.
+                        route.stats.count_shed();
                         metrics::counter!(
                             crate::telemetry::metrics::CONNECTIONS_TOTAL,
                             "route" => std::sync::Arc::clone(&route.name),

@@ -249,6 +249,9 @@ impl Reloader {
             return;
         };
         let mut seen = stamp(&path);
+        // When the change being settled began: a file that never stops changing is applied
+        // after MAX_SETTLE rather than never.
+        let mut pending_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -259,16 +262,23 @@ impl Reloader {
                 continue;
             }
             info!(path = %path.display(), "config file changed; waiting for it to settle");
-            let text = tokio::select! {
+            let since = *pending_since.get_or_insert_with(tokio::time::Instant::now);
+            let settled = tokio::select! {
                 () = stop.cancelled() => return,
-                text = settled(&path) => text,
+                settled = settled(&path, since) => settled,
             };
-            seen = stamp(&path);
-            let Some(text) = text else {
+            let Some((text, read_stamp)) = settled else {
+                seen = stamp(&path);
+                pending_since = None;
                 continue;
             };
+            // The stamp from before the read that gave `text`: a write after it is seen by
+            // the next poll, never mistaken for what is applied now.
+            seen = read_stamp;
+            let overdue = since.elapsed() >= MAX_SETTLE;
             let parsed = config::from_str(&text, Some(&path));
             if let Ok(new) = &parsed
+                && !overdue
                 && let removed = self.closes_listeners(new).await
                 && !removed.is_empty()
             {
@@ -286,6 +296,7 @@ impl Reloader {
                     continue;
                 }
             }
+            pending_since = None;
             info!(path = %path.display(), "config file changed; reloading");
             let result = match parsed {
                 Ok(new) => self.apply(new).await,
@@ -315,6 +326,8 @@ impl Reloader {
 
 /// How long a watched file's bytes must stay the same before a reload reads them.
 const SETTLE: Duration = Duration::from_millis(500);
+/// How long a watched file may keep changing before its latest bytes are applied anyway.
+const MAX_SETTLE: Duration = Duration::from_secs(10);
 /// How often a changing file is looked at while it settles.
 const SETTLE_POLL: Duration = Duration::from_millis(100);
 
@@ -333,17 +346,34 @@ async fn read(path: &PathBuf) -> Option<String> {
 
 /// The file's text once it has not changed for [`SETTLE`]; `None` when it cannot be read
 /// (removed mid-write: the next change starts over).
-async fn settled(path: &PathBuf) -> Option<String> {
+///
+/// Returns the text with the file's stamp taken just before the read that gave it. A file
+/// still changing [`MAX_SETTLE`] after `since` gives its latest text (with a warning): a
+/// writer that never stops must not freeze the config forever.
+async fn settled(
+    path: &PathBuf,
+    since: tokio::time::Instant,
+) -> Option<(String, Option<(Option<SystemTime>, u64, u64)>)> {
+    let mut last_stamp = stamp(path);
     let mut last = read(path).await?;
     let mut stable_since = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(SETTLE_POLL).await;
+        let now_stamp = stamp(path);
         let now = read(path).await?;
         if now != last {
             last = now;
+            last_stamp = now_stamp;
             stable_since = tokio::time::Instant::now();
         } else if stable_since.elapsed() >= SETTLE {
-            return Some(last);
+            return Some((last, last_stamp));
+        }
+        if since.elapsed() >= MAX_SETTLE {
+            tracing::warn!(
+                path = %path.display(),
+                "config file still changing after {MAX_SETTLE:?}; reloading its latest bytes"
+            );
+            return Some((last, last_stamp));
         }
     }
 }

@@ -241,8 +241,11 @@ impl Runtime {
                 (p.name.clone(), Arc::new(Pool::rebuild(p, seed, previous)))
             })
             .collect();
-        if self.global.is_none() || new.max_connections != self.config.max_connections {
-            self.global = Some(ConnectionLimit::global(global_cap(&new)));
+        // Kept while its size is unchanged (live connections keep counting); a derived cap
+        // follows the members, DNS answers and admin cap of each new config.
+        let cap = global_cap(&new);
+        if self.global.as_ref().is_none_or(|g| g.max() != cap) {
+            self.global = Some(ConnectionLimit::global(cap));
         }
         // 3. Route contexts over the new pools; counters and limits follow the route's name
         //    (limits only while their settings are unchanged).
