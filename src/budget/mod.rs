@@ -326,10 +326,13 @@ fn notes(pool: &PoolConfig, detect: Option<ByFault>, lines: &mut Vec<Line>) {
     if let Some(h) = &pool.health
         && h.send.is_none()
         && h.expect.is_none()
+        && h.http.is_none()
+        && pool.silent.is_none()
     {
         lines.push(Line::note(
             "note",
-            "a member that accepts, then hangs passes a connect check: set send/expect to catch it",
+            "a member that accepts, then hangs passes a connect check: set send/expect (or \
+             http) to catch it, or breaker.silent_after_request to catch it from traffic",
         ));
     }
     if let (Some(d), Some(b)) = (detect, pool.breaker) {
