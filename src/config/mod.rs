@@ -458,6 +458,20 @@ pub struct PoolConfig {
     /// `breaker.silent_after_request` and `breaker.on_silent`; `None` when off (the default).
     /// Like `early_close` it applies with the breaker off too (log, metric, `close`).
     pub silent: Option<SilentConfig>,
+    /// What happens to a member's live connections when it goes down, is drained or leaves.
+    pub on_member_down: OnMemberDown,
+}
+
+/// `on_member_down`: HAProxy's `on-marked-down shutdown-sessions`, Envoy's
+/// `close_connections_on_host_health_failure`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMemberDown {
+    /// Live connections keep flowing (only new ones go elsewhere).
+    #[default]
+    Keep,
+    /// Live connections are cut at once (outcome `member_down`, termination `KD`).
+    Close,
 }
 
 /// A member that accepts and then says nothing: the client has sent bytes and the member has

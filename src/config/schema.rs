@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::{AcceptProxyVersion, AllDown, BalanceKind, OnSilent, ProxyProtocol, RelayMode};
+use super::{
+    AcceptProxyVersion, AllDown, BalanceKind, OnMemberDown, OnSilent, ProxyProtocol, RelayMode,
+};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +152,7 @@ pub struct PoolFile {
     pub tcp_keepalive: Option<KeepaliveFile>,
     pub tcp_nodelay: Option<bool>,
     pub source: Option<String>,
+    pub on_member_down: Option<OnMemberDown>,
 }
 
 /// One entry of `pools.NAME.members`.

@@ -659,6 +659,7 @@ impl Validator {
             early_close: Some(early_close).filter(|d| !d.is_zero()),
             socket,
             silent,
+            on_member_down: pool.on_member_down.unwrap_or_default(),
         })
     }
 

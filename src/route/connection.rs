@@ -212,13 +212,16 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
         close: s.on_silent == OnSilent::Close,
         on_silent: &on_silent,
     });
+    // The server's cut, or with `on_member_down = "close"` a child of it the member cancels
+    // when it goes down, is drained or leaves the pool.
+    let cut = member.relay_token(&route.cut);
     let report = relay::relay_watched(
         client,
         connected.stream,
         Vec::new(),
         route.relay,
         watch,
-        &route.cut,
+        &cut,
     )
     .await;
     drop(connected.guard);
@@ -239,8 +242,12 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
         }
     }
 
-    let (outcome, code) = Outcome::of_relay(&report.end);
-    if outcome == Outcome::Shutdown {
+    let (mut outcome, code) = Outcome::of_relay(&report.end);
+    if outcome == Outcome::Shutdown && !route.cut.is_cancelled() {
+        // Cut by the member's own token: it went down, was drained or left the pool.
+        outcome = Outcome::MemberDown;
+        info!("connection cut: its member went down, was drained or left (on_member_down = close)");
+    } else if outcome == Outcome::Shutdown {
         route.cut_count.fetch_add(1, Ordering::Relaxed);
     }
     if let RelayEnd::Error { side, error } = &report.end {

@@ -32,6 +32,8 @@ pub enum Outcome {
     ClientError,
     IdleTimeout,
     Shutdown,
+    /// Cut because its member went down, was drained or left (`on_member_down = "close"`).
+    MemberDown,
 }
 
 impl Outcome {
@@ -48,6 +50,7 @@ impl Outcome {
             Self::ClientError => "client_error",
             Self::IdleTimeout => "idle_timeout",
             Self::Shutdown => "shutdown",
+            Self::MemberDown => "member_down",
         }
     }
 

@@ -241,6 +241,18 @@ impl Runtime {
                 (p.name.clone(), Arc::new(Pool::rebuild(p, seed, previous)))
             })
             .collect();
+        // Members that left (a reload or a DNS answer dropped them): with on_member_down =
+        // "close" their live connections are cut now; otherwise they finish on their own.
+        for (name, old) in &self.pools {
+            let kept = pools.get(name);
+            for member in old.members() {
+                let stays =
+                    kept.is_some_and(|p| p.members().iter().any(|m| m.name() == member.name()));
+                if !stays {
+                    member.evict();
+                }
+            }
+        }
         // Kept while its size is unchanged (live connections keep counting); a derived cap
         // follows the members, DNS answers and admin cap of each new config.
         let cap = global_cap(&new);

@@ -45,6 +45,9 @@ pub struct Member {
     early_close: Option<std::time::Duration>,
     /// The pool's `breaker.silent_after_request` watch; `None` = off.
     silent: Option<SilentConfig>,
+    /// `on_member_down = "close"`: live connections are cut when the member goes down, is
+    /// drained or leaves the pool.
+    close_on_down: bool,
 }
 
 /// The part of a member that outlives a reload.
@@ -56,6 +59,11 @@ struct State {
     /// Milliseconds since `epoch` when the member last came up; drives slow start.
     up_since_ms: AtomicU64,
     epoch: Instant,
+    /// The token this member's connections relay under when its pool closes them on down: a
+    /// child of the server's cut token, cancelled (and dropped, so the next connection gets a
+    /// fresh one) by [`Member::evict`]. Shared across reloads like the rest of the state, so
+    /// connections from before a reload are cut too.
+    evict: std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>,
 }
 
 // === impl Member ===
@@ -76,12 +84,49 @@ impl Member {
                 // A member that is up from the start is not ramped: there is no cold cache.
                 up_since_ms: AtomicU64::new(0),
                 epoch,
+                evict: std::sync::Mutex::new(None),
             }),
             circuit: None,
             max_connections: None,
             early_close: None,
             silent: None,
+            close_on_down: false,
         }
+    }
+
+    /// `on_member_down = "close"`: cut live connections when the member goes down, is drained
+    /// or leaves the pool.
+    pub fn with_close_on_down(mut self, close: bool) -> Self {
+        self.close_on_down = close;
+        self
+    }
+
+    /// The token a connection to this member relays under: `cut` itself, or with
+    /// `on_member_down = "close"` a child of it that [`Member::evict`] cancels.
+    pub fn relay_token(
+        &self,
+        cut: &tokio_util::sync::CancellationToken,
+    ) -> tokio_util::sync::CancellationToken {
+        if !self.close_on_down {
+            return cut.clone();
+        }
+        let mut evict = self.state.evict.lock().unwrap_or_else(|p| p.into_inner());
+        evict.get_or_insert_with(|| cut.child_token()).clone()
+    }
+
+    /// Cuts the live connections that relay under this member's token (only with
+    /// `on_member_down = "close"`); returns whether there was a token to cancel.
+    pub fn evict(&self) -> bool {
+        if !self.close_on_down {
+            return false;
+        }
+        let token = self
+            .state
+            .evict
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        token.inspect(|t| t.cancel()).is_some()
     }
 
     /// Names the pool the member belongs to (metric labels, logs).
@@ -178,6 +223,9 @@ impl Member {
             c.on_health_up();
         }
         let changed = self.state.up.swap(up, Ordering::AcqRel) != up;
+        if changed && !up {
+            self.evict();
+        }
         if changed && up {
             let since = Instant::now().saturating_duration_since(self.state.epoch);
             // +1 so that zero keeps meaning "never came up since the pool was built".
@@ -204,6 +252,9 @@ impl Member {
     /// Sets the drain flag; returns true when this call changed it.
     pub fn set_drained(&self, drained: bool) -> bool {
         let changed = self.state.drained.swap(drained, Ordering::AcqRel) != drained;
+        if changed && drained {
+            self.evict();
+        }
         if changed {
             metrics::gauge!(
                 crate::telemetry::metrics::MEMBER_DRAINED,

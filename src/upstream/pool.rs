@@ -13,7 +13,7 @@ use tokio::time::{Duration, Instant};
 use super::Member;
 use super::balance::{self, Balancer, MemberKey};
 use super::tier::{self, NoCandidates};
-use crate::config::{AllDown, PoolConfig};
+use crate::config::{AllDown, OnMemberDown, PoolConfig};
 
 /// A running pool.
 #[derive(Debug)]
@@ -58,7 +58,8 @@ impl Pool {
                     .with_breaker(&config.name, config.breaker)
                     .with_max_connections(config.member_max_connections)
                     .with_early_close(config.early_close)
-                    .with_silent(config.silent);
+                    .with_silent(config.silent)
+                    .with_close_on_down(config.on_member_down == OnMemberDown::Close);
                 // By name only: another name resolving to the same address is another member.
                 let before =
                     previous.and_then(|p| p.members.iter().find(|old| old.name() == m.name));
@@ -151,6 +152,7 @@ mod tests {
             early_close: None,
             socket: Default::default(),
             silent: None,
+            on_member_down: Default::default(),
         }
     }
 

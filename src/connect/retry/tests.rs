@@ -288,6 +288,7 @@ async fn real_stack_redials_past_a_refusing_member() {
             early_close: None,
             socket: Default::default(),
             silent: None,
+            on_member_down: Default::default(),
         },
         1,
     ));
