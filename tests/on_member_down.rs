@@ -78,7 +78,7 @@ async fn close_cuts_live_connections_when_the_member_goes_down() {
     let health = HealthPort::start().await;
     let sluice = start("close", up.addr, health.port).await;
     let member = sluice.pool("app").members()[0].clone();
-    eventually(Duration::from_secs(5), "the member up", || member.is_up());
+    eventually(Duration::from_secs(5), "the member up", || member.is_up()).await;
     let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
     assert!(echo(&mut client).await);
 
@@ -97,12 +97,15 @@ async fn keep_lets_live_connections_flow_after_the_member_goes_down() {
     let health = HealthPort::start().await;
     let sluice = start("keep", up.addr, health.port).await;
     let member = sluice.pool("app").members()[0].clone();
-    eventually(Duration::from_secs(5), "the member up", || member.is_up());
+    eventually(Duration::from_secs(5), "the member up", || member.is_up()).await;
     let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
     assert!(echo(&mut client).await);
 
     health.close();
-    eventually(Duration::from_secs(5), "the member down", || !member.is_up());
+    eventually(Duration::from_secs(5), "the member down", || {
+        !member.is_up()
+    })
+    .await;
     assert!(echo(&mut client).await, "a live connection keeps flowing");
     drop(client);
     sluice.stop().await;
@@ -114,7 +117,7 @@ async fn close_cuts_live_connections_when_the_member_is_drained() {
     let health = HealthPort::start().await;
     let sluice = start("close", up.addr, health.port).await;
     let member = sluice.pool("app").members()[0].clone();
-    eventually(Duration::from_secs(5), "the member up", || member.is_up());
+    eventually(Duration::from_secs(5), "the member up", || member.is_up()).await;
     let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
     assert!(echo(&mut client).await);
 

@@ -85,7 +85,7 @@ pub enum ProbeFailure {
     #[error("{}", closed_early(got))]
     ClosedEarly { got: Vec<u8> },
     /// `expect = { regex }` found no match in the `read` bytes the member sent before it
-    /// closed, the timeout ran out or [`MAX_MATCHED`] was reached; `got` holds their start.
+    /// closed, the timeout ran out or `MAX_MATCHED` (16 KiB) was reached; `got` holds their start.
     #[error("expect regex \"{pattern}\" not found in {read} bytes: got \"{}\"", got.escape_ascii())]
     RegexMismatch {
         pattern: String,
@@ -153,7 +153,7 @@ pub async fn probe(
 
 /// Probes `addr` once as `config` says: the HTTP GET of `config.http`, or connect, `send` and
 /// `expect`. A regex `expect` passes as soon as the bytes read so far match, and fails once the
-/// member closes, [`MAX_MATCHED`] bytes are read or the timeout is near without a match
+/// member closes, `MAX_MATCHED` (16 KiB) bytes are read or the timeout is near without a match
 /// ([`RegexMismatch`]). `addr` is the probe address ([`HealthConfig::probe_addr`]).
 ///
 /// [`RegexMismatch`]: ProbeFailure::RegexMismatch
@@ -271,7 +271,7 @@ async fn read_prefix(stream: &mut TcpStream, expect: &[u8]) -> Result<(), ProbeF
 /// Reads until `re` matches the reply so far. A server that keeps the connection open after
 /// its reply (Redis after INFO) is only left at `deadline`; if it has sent something by then,
 /// the failure is the mismatch, which says more than a timeout would. The reply is matched
-/// whole after each read, so a match split across reads is found; [`MAX_MATCHED`] bounds that
+/// whole after each read, so a match split across reads is found; `MAX_MATCHED` (16 KiB) bounds that
 /// work.
 async fn read_match(
     stream: &mut TcpStream,
