@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Behavior, Sluice, Upstream};
@@ -130,5 +131,94 @@ async fn close_cuts_live_connections_when_the_member_is_drained() {
     let mut again = TcpStream::connect(sluice.addr("app")).await.unwrap();
     assert!(echo(&mut again).await);
     drop((again, health));
+    sluice.stop().await;
+}
+
+/// A health endpoint on `addr` that answers `+PONG` while `healthy` is set and `-ERR`
+/// otherwise: an expect check that can fail and pass again on the same address.
+async fn switchable_health(addr: SocketAddr, healthy: &'static AtomicBool) {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16];
+                let _ = s.read(&mut buf).await;
+                let reply: &[u8] = if healthy.load(Ordering::SeqCst) {
+                    b"+PONG\r\n"
+                } else {
+                    b"-ERR\r\n"
+                };
+                let _ = s.write_all(reply).await;
+            });
+        }
+    });
+}
+
+/// `on_primary_return = "close"`: while the primary is down clients land on the backup; when
+/// it comes back their connections are cut, so they reconnect to the primary (HAProxy
+/// `on-marked-up shutdown-backup-sessions`). The members are on 127.0.0.2 and 127.0.0.3 with
+/// one port each for traffic and health (`health.port` is per pool), so each has its own check.
+#[tokio::test]
+async fn a_returning_primary_takes_its_clients_back() {
+    static PRIMARY_HEALTHY: AtomicBool = AtomicBool::new(false);
+    static BACKUP_HEALTHY: AtomicBool = AtomicBool::new(true);
+    let primary_listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let traffic = primary_listener.local_addr().unwrap().port();
+    let backup_listener = TcpListener::bind(("127.0.0.3", traffic)).await.unwrap();
+    let primary = Upstream::serve(primary_listener, Behavior::Echo);
+    let backup = Upstream::serve(backup_listener, Behavior::Echo);
+    let health_probe = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let health = health_probe.local_addr().unwrap().port();
+    drop(health_probe);
+    switchable_health(SocketAddr::from(([127, 0, 0, 2], health)), &PRIMARY_HEALTHY).await;
+    switchable_health(SocketAddr::from(([127, 0, 0, 3], health)), &BACKUP_HEALTHY).await;
+    let sluice = Sluice::start(&format!(
+        r#"
+        shutdown_grace = "1s"
+        [routes.app]
+        listen = "127.0.0.1:0"
+        pool = "app"
+        [pools.app]
+        members = [{{ addr = "127.0.0.2:{traffic}", tier = 0 }}, {{ addr = "127.0.0.3:{traffic}", tier = 1 }}]
+        on_primary_return = "close"
+        [pools.app.health]
+        port = {health}
+        send = "PING\r\n"
+        expect = "+PONG"
+        interval = "50ms"
+        fast_interval = "20ms"
+        rise = 1
+        fall = 1
+        init_state = "down"
+        "#
+    ))
+    .await;
+    let members = sluice.pool("app").members().to_vec();
+    eventually(Duration::from_secs(5), "the backup up", || {
+        members[1].is_up()
+    })
+    .await;
+    assert!(!members[0].is_up());
+    let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
+    assert!(echo(&mut client).await);
+    assert_eq!(
+        (
+            primary.accepted.load(Ordering::SeqCst),
+            backup.accepted.load(Ordering::SeqCst)
+        ),
+        (0, 1),
+        "the primary is down: the client is on the backup"
+    );
+
+    PRIMARY_HEALTHY.store(true, Ordering::SeqCst);
+    // The primary comes up: the backup connection is cut (EOF), and a reconnect lands on it.
+    let mut byte = [0u8; 1];
+    let read = within(Duration::from_secs(5), "the cut", client.read(&mut byte)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(members[0].is_up());
+    let mut again = TcpStream::connect(sluice.addr("app")).await.unwrap();
+    assert!(echo(&mut again).await);
+    assert_eq!(primary.accepted.load(Ordering::SeqCst), 1);
+    drop(again);
     sluice.stop().await;
 }

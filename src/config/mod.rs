@@ -460,6 +460,8 @@ pub struct PoolConfig {
     pub silent: Option<SilentConfig>,
     /// What happens to a member's live connections when it goes down, is drained or leaves.
     pub on_member_down: OnMemberDown,
+    /// `Close`: connections on backup tiers are cut when a primary (tier 0) comes up.
+    pub on_primary_return: OnMemberDown,
 }
 
 /// `on_member_down`: HAProxy's `on-marked-down shutdown-sessions`, Envoy's

@@ -153,6 +153,7 @@ pub struct PoolFile {
     pub tcp_nodelay: Option<bool>,
     pub source: Option<String>,
     pub on_member_down: Option<OnMemberDown>,
+    pub on_primary_return: Option<OnMemberDown>,
 }
 
 /// One entry of `pools.NAME.members`.

@@ -660,6 +660,7 @@ impl Validator {
             socket,
             silent,
             on_member_down: pool.on_member_down.unwrap_or_default(),
+            on_primary_return: pool.on_primary_return.unwrap_or_default(),
         })
     }
 

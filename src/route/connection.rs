@@ -244,9 +244,17 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
 
     let (mut outcome, code) = Outcome::of_relay(&report.end);
     if outcome == Outcome::Shutdown && !route.cut.is_cancelled() {
-        // Cut by the member's own token: it went down, was drained or left the pool.
-        outcome = Outcome::MemberDown;
-        info!("connection cut: its member went down, was drained or left (on_member_down = close)");
+        if member.tier() > 0 && member.is_up() && !member.is_drained() {
+            // A backup still fine: cut because a primary came back (on_primary_return).
+            outcome = Outcome::BackupClosed;
+            info!("connection cut: a primary came back (on_primary_return = close)");
+        } else {
+            // Cut by the member's own token: it went down, was drained or left the pool.
+            outcome = Outcome::MemberDown;
+            info!(
+                "connection cut: its member went down, was drained or left (on_member_down = close)"
+            );
+        }
     } else if outcome == Outcome::Shutdown {
         route.cut_count.fetch_add(1, Ordering::Relaxed);
     }

@@ -34,6 +34,8 @@ pub enum Outcome {
     Shutdown,
     /// Cut because its member went down, was drained or left (`on_member_down = "close"`).
     MemberDown,
+    /// Cut on a backup tier because a primary came back (`on_primary_return = "close"`).
+    BackupClosed,
 }
 
 impl Outcome {
@@ -51,6 +53,7 @@ impl Outcome {
             Self::IdleTimeout => "idle_timeout",
             Self::Shutdown => "shutdown",
             Self::MemberDown => "member_down",
+            Self::BackupClosed => "backup_closed",
         }
     }
 

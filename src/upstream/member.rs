@@ -48,7 +48,13 @@ pub struct Member {
     /// `on_member_down = "close"`: live connections are cut when the member goes down, is
     /// drained or leaves the pool.
     close_on_down: bool,
+    /// `on_primary_return = "close"`: the pool's token for connections on backup tiers,
+    /// shared by every member of the pool (and across reloads); a primary coming up cancels it.
+    primary_return: Option<Arc<BackupCut>>,
 }
+
+/// The token a pool's backup-tier connections relay under with `on_primary_return = "close"`.
+pub type BackupCut = std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>;
 
 /// The part of a member that outlives a reload.
 #[derive(Debug)]
@@ -91,7 +97,19 @@ impl Member {
             early_close: None,
             silent: None,
             close_on_down: false,
+            primary_return: None,
         }
+    }
+
+    /// `on_primary_return = "close"`: `backups` is the pool's shared backup-tier token.
+    pub fn with_primary_return(mut self, backups: Option<Arc<BackupCut>>) -> Self {
+        self.primary_return = backups;
+        self
+    }
+
+    /// The pool's backup-tier token holder, to share with the next build of the pool.
+    pub fn primary_return(&self) -> Option<&Arc<BackupCut>> {
+        self.primary_return.as_ref()
     }
 
     /// `on_member_down = "close"`: cut live connections when the member goes down, is drained
@@ -107,15 +125,30 @@ impl Member {
         &self,
         cut: &tokio_util::sync::CancellationToken,
     ) -> tokio_util::sync::CancellationToken {
+        // A backup-tier connection of an `on_primary_return = "close"` pool relays under the
+        // pool's backup token (a child of `cut`), which a returning primary cancels.
+        let base = match (&self.primary_return, self.tier > 0) {
+            (Some(backups), true) => fresh(backups, cut),
+            _ => cut.clone(),
+        };
         if !self.close_on_down {
-            return cut.clone();
+            return base;
         }
-        let mut evict = self.state.evict.lock().unwrap_or_else(|p| p.into_inner());
-        evict.get_or_insert_with(|| cut.child_token()).clone()
+        fresh(&self.state.evict, &base)
     }
 
     /// Cuts the live connections that relay under this member's token (only with
     /// `on_member_down = "close"`); returns whether there was a token to cancel.
+    /// Cuts the live connections on the pool's backup tiers (`on_primary_return = "close"`),
+    /// because this primary came up; returns whether there were any to cut.
+    pub fn close_backups(&self) -> bool {
+        let Some(backups) = &self.primary_return else {
+            return false;
+        };
+        let token = backups.lock().unwrap_or_else(|p| p.into_inner()).take();
+        token.inspect(|t| t.cancel()).is_some()
+    }
+
     pub fn evict(&self) -> bool {
         if !self.close_on_down {
             return false;
@@ -225,6 +258,9 @@ impl Member {
         let changed = self.state.up.swap(up, Ordering::AcqRel) != up;
         if changed && !up {
             self.evict();
+        }
+        if changed && up && self.tier == 0 {
+            self.close_backups();
         }
         if changed && up {
             let since = Instant::now().saturating_duration_since(self.state.epoch);
@@ -437,4 +473,17 @@ impl Drop for BreakerPermit {
             c.release(admit);
         }
     }
+}
+
+/// The token in `slot`, or a new child of `parent` when there is none or it was cancelled
+/// (a cut already happened: new connections start under a fresh one).
+fn fresh(
+    slot: &std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>,
+    parent: &tokio_util::sync::CancellationToken,
+) -> tokio_util::sync::CancellationToken {
+    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.as_ref().is_some_and(|t| t.is_cancelled()) {
+        *slot = None;
+    }
+    slot.get_or_insert_with(|| parent.child_token()).clone()
 }

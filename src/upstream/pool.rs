@@ -48,6 +48,14 @@ impl Pool {
         let epoch = Instant::now();
         let name: Arc<str> = config.name.as_str().into();
         let initially_up = config.health.as_ref().is_none_or(|h| h.init_up);
+        // One backup-tier token holder per pool, kept across reloads so connections from
+        // before one are cut too.
+        let backups = (config.on_primary_return == OnMemberDown::Close).then(|| {
+            previous
+                .and_then(|p| p.members.first())
+                .and_then(|m| m.primary_return().cloned())
+                .unwrap_or_default()
+        });
         let members = config
             .members
             .iter()
@@ -59,7 +67,8 @@ impl Pool {
                     .with_max_connections(config.member_max_connections)
                     .with_early_close(config.early_close)
                     .with_silent(config.silent)
-                    .with_close_on_down(config.on_member_down == OnMemberDown::Close);
+                    .with_close_on_down(config.on_member_down == OnMemberDown::Close)
+                    .with_primary_return(backups.clone());
                 // By name only: another name resolving to the same address is another member.
                 let before =
                     previous.and_then(|p| p.members.iter().find(|old| old.name() == m.name));
@@ -153,6 +162,7 @@ mod tests {
             socket: Default::default(),
             silent: None,
             on_member_down: Default::default(),
+            on_primary_return: Default::default(),
         }
     }
 

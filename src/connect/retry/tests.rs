@@ -289,6 +289,7 @@ async fn real_stack_redials_past_a_refusing_member() {
             socket: Default::default(),
             silent: None,
             on_member_down: Default::default(),
+            on_primary_return: Default::default(),
         },
         1,
     ));
