@@ -261,7 +261,10 @@ async fn traffic_one_way_keeps_the_connection_open(mode: RelayMode) {
         }
         last = Instant::now();
         let mut byte = [0];
-        if within("byte", conn.upstream.read_exact(&mut byte)).await.is_err() {
+        if within("byte", conn.upstream.read_exact(&mut byte))
+            .await
+            .is_err()
+        {
             break;
         }
     }
