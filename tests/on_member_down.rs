@@ -222,3 +222,40 @@ async fn a_returning_primary_takes_its_clients_back() {
     drop(again);
     sluice.stop().await;
 }
+
+/// `max_connection_lifetime`: a connection that would pin its member forever is cut after the
+/// lifetime (±10 %), busy or not; a new one is served.
+#[tokio::test]
+async fn a_connection_is_cut_at_its_lifetime() {
+    let up = Upstream::start(Behavior::Echo).await;
+    let sluice = Sluice::start(&format!(
+        r#"
+        [routes.app]
+        listen = "127.0.0.1:0"
+        pool = "app"
+        [pools.app]
+        members = [{{ addr = "{}" }}]
+        max_connection_lifetime = "300ms"
+        [pools.app.health]
+        enabled = false
+        "#,
+        up.addr
+    ))
+    .await;
+    let started = tokio::time::Instant::now();
+    let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
+    // Busy the whole time: echoes until the cut.
+    let cut_after = within(Duration::from_secs(5), "the lifetime cut", async {
+        while echo(&mut client).await {}
+        started.elapsed()
+    })
+    .await;
+    assert!(
+        cut_after >= Duration::from_millis(270),
+        "cut after {cut_after:?}, before the lifetime"
+    );
+    let mut again = TcpStream::connect(sluice.addr("app")).await.unwrap();
+    assert!(echo(&mut again).await);
+    drop(again);
+    sluice.stop().await;
+}

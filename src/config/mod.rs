@@ -462,6 +462,8 @@ pub struct PoolConfig {
     pub on_member_down: OnMemberDown,
     /// `Close`: connections on backup tiers are cut when a primary (tier 0) comes up.
     pub on_primary_return: OnMemberDown,
+    /// Longest a connection may stay on a member (±10 % jitter); `None` = unbounded.
+    pub max_connection_lifetime: Option<Duration>,
 }
 
 /// `on_member_down`: HAProxy's `on-marked-down shutdown-sessions`, Envoy's

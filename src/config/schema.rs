@@ -154,6 +154,7 @@ pub struct PoolFile {
     pub source: Option<String>,
     pub on_member_down: Option<OnMemberDown>,
     pub on_primary_return: Option<OnMemberDown>,
+    pub max_connection_lifetime: Option<HumanDuration>,
 }
 
 /// One entry of `pools.NAME.members`.

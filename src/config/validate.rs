@@ -661,6 +661,10 @@ impl Validator {
             silent,
             on_member_down: pool.on_member_down.unwrap_or_default(),
             on_primary_return: pool.on_primary_return.unwrap_or_default(),
+            max_connection_lifetime: pool
+                .max_connection_lifetime
+                .map(|d| d.0)
+                .filter(|d| !d.is_zero()),
         })
     }
 

@@ -215,6 +215,23 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
     // The server's cut, or with `on_member_down = "close"` a child of it the member cancels
     // when it goes down, is drained or leaves the pool.
     let cut = member.relay_token(&route.cut);
+    // `max_connection_lifetime`: a child of the relay's token that a timer cancels; the timer
+    // task ends with the connection (it also waits on the token, cancelled below).
+    let lifetime = member.connection_lifetime();
+    let cut = match lifetime {
+        None => cut,
+        Some(after) => {
+            let child = cut.child_token();
+            let timer = child.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(after) => timer.cancel(),
+                    () = timer.cancelled() => {}
+                }
+            });
+            child
+        }
+    };
     let report = relay::relay_watched(
         client,
         connected.stream,
@@ -224,6 +241,10 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
         &cut,
     )
     .await;
+    if lifetime.is_some() {
+        // Ends the lifetime timer of a connection that finished first.
+        cut.cancel();
+    }
     drop(connected.guard);
     drop(connected.permits);
     // The client spoke first, so the watch in `connect` handed over before the upstream
@@ -243,7 +264,13 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
     }
 
     let (mut outcome, code) = Outcome::of_relay(&report.end);
-    if outcome == Outcome::Shutdown && !route.cut.is_cancelled() {
+    if outcome == Outcome::Shutdown
+        && !route.cut.is_cancelled()
+        && lifetime.is_some_and(|l| relay_started.elapsed() >= l)
+    {
+        outcome = Outcome::LifetimeEnded;
+        info!("connection cut: max_connection_lifetime reached");
+    } else if outcome == Outcome::Shutdown && !route.cut.is_cancelled() {
         if member.tier() > 0 && member.is_up() && !member.is_drained() {
             // A backup still fine: cut because a primary came back (on_primary_return).
             outcome = Outcome::BackupClosed;

@@ -36,6 +36,8 @@ pub enum Outcome {
     MemberDown,
     /// Cut on a backup tier because a primary came back (`on_primary_return = "close"`).
     BackupClosed,
+    /// Cut because it reached the pool's `max_connection_lifetime`.
+    LifetimeEnded,
 }
 
 impl Outcome {
@@ -54,6 +56,7 @@ impl Outcome {
             Self::Shutdown => "shutdown",
             Self::MemberDown => "member_down",
             Self::BackupClosed => "backup_closed",
+            Self::LifetimeEnded => "lifetime_ended",
         }
     }
 

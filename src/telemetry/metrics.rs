@@ -123,7 +123,7 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_TOTAL,
         Unit::Count,
-        "Client connections by route and outcome (ok, upstream_error, timeout, rejected_rate, rejected_limit, no_member, denied, local_resource, client_error, idle_timeout, shutdown, member_down, backup_closed)."
+        "Client connections by route and outcome (ok, upstream_error, timeout, rejected_rate, rejected_limit, no_member, denied, local_resource, client_error, idle_timeout, shutdown, member_down, backup_closed, lifetime_ended)."
     );
     describe_gauge!(
         ACTIVE_CONNECTIONS,

@@ -51,6 +51,9 @@ pub struct Member {
     /// `on_primary_return = "close"`: the pool's token for connections on backup tiers,
     /// shared by every member of the pool (and across reloads); a primary coming up cancels it.
     primary_return: Option<Arc<BackupCut>>,
+    /// `max_connection_lifetime`: no connection stays on the member longer (with ±10 %
+    /// jitter so connections made together do not all end together); `None` = unbounded.
+    max_lifetime: Option<std::time::Duration>,
 }
 
 /// The token a pool's backup-tier connections relay under with `on_primary_return = "close"`.
@@ -98,7 +101,22 @@ impl Member {
             silent: None,
             close_on_down: false,
             primary_return: None,
+            max_lifetime: None,
         }
+    }
+
+    /// `max_connection_lifetime` of the member's pool.
+    pub fn with_max_lifetime(mut self, lifetime: Option<std::time::Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// How long the next connection may stay on this member: the pool's
+    /// `max_connection_lifetime` ± 10 %, `None` when unbounded.
+    pub fn connection_lifetime(&self) -> Option<std::time::Duration> {
+        use rand::RngExt;
+        self.max_lifetime
+            .map(|d| d.mul_f64(rand::rng().random_range(0.9..=1.1)))
     }
 
     /// `on_primary_return = "close"`: `backups` is the pool's shared backup-tier token.

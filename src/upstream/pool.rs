@@ -68,7 +68,8 @@ impl Pool {
                     .with_early_close(config.early_close)
                     .with_silent(config.silent)
                     .with_close_on_down(config.on_member_down == OnMemberDown::Close)
-                    .with_primary_return(backups.clone());
+                    .with_primary_return(backups.clone())
+                    .with_max_lifetime(config.max_connection_lifetime);
                 // By name only: another name resolving to the same address is another member.
                 let before =
                     previous.and_then(|p| p.members.iter().find(|old| old.name() == m.name));
@@ -163,6 +164,7 @@ mod tests {
             silent: None,
             on_member_down: Default::default(),
             on_primary_return: Default::default(),
+            max_connection_lifetime: None,
         }
     }
 

@@ -290,6 +290,7 @@ async fn real_stack_redials_past_a_refusing_member() {
             silent: None,
             on_member_down: Default::default(),
             on_primary_return: Default::default(),
+            max_connection_lifetime: None,
         },
         1,
     ));
