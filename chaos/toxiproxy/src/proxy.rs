@@ -49,8 +49,9 @@ const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50)
 const BACKLOG: i32 = 1024;
 
 /// A plug whose handshake has not completed within this long had its SYN dropped: the accept
-/// queue is full. Loopback handshakes complete within the connect call, so this is generous.
-const PLUG_PROBE: Duration = Duration::from_millis(200);
+/// queue is full. Loopback handshakes complete within the connect call, so this is generous;
+/// it is also how long adding the toxic takes.
+const PLUG_PROBE: Duration = Duration::from_millis(100);
 
 /// Most plugs `connect_timeout` opens before giving up (the queue holds backlog + 1 on Linux).
 const MAX_PLUGS: usize = 64;
