@@ -20,15 +20,12 @@
 //!   has already completed the handshake, so the client's connect() itself returns at once.
 //!
 //! Each accepted connection gets a sequence number, for targeting's `first`.
-use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use socket2::SockRef;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,22 +36,12 @@ use crate::addr::AddrPolicy;
 use crate::error::Error;
 use crate::link;
 use crate::link::effects::roll;
+use crate::plug::Plug;
 use crate::toxic::kind::ToxicKind;
 use crate::toxic::{Conn, ToxicSet};
 
 /// Pause after a failed accept before trying again.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Listen backlog while accepting normally (tokio's `TcpListener::bind` uses the same).
-const BACKLOG: i32 = 1024;
-
-/// A plug whose handshake has not completed within this long had its SYN dropped: the accept
-/// queue is full. Loopback handshakes complete within the connect call, so this is generous;
-/// it is also how long adding the toxic takes.
-const PLUG_PROBE: Duration = Duration::from_millis(100);
-
-/// Most plugs `connect_timeout` opens before giving up (the queue holds backlog + 1 on Linux).
-const MAX_PLUGS: usize = 64;
 
 /// How long a toxic API call waits for the accept loop to apply a `connect_timeout` change.
 pub const SETTLE: Duration = Duration::from_secs(2);
@@ -357,47 +344,4 @@ fn slow_accept_delay(toxics: &ToxicSet, conn: Conn) -> Duration {
         })
         .sum();
     Duration::from_millis(ms as u64)
-}
-
-/// `connect_timeout`'s hold on the listener: the plug connections filling its accept queue.
-#[derive(Default)]
-struct Plug {
-    active: bool,
-    /// Our ends of the plug connections; dropped on removal.
-    streams: Vec<TcpStream>,
-    /// Their addresses as the listener will see them, to drop them when accepted later.
-    peers: HashSet<SocketAddr>,
-}
-
-impl Plug {
-    /// Backlog 0, then plugs until one's handshake does not complete: the queue is full and
-    /// the kernel now drops SYNs to this port.
-    async fn insert(&mut self, listener: &TcpListener) -> std::io::Result<()> {
-        self.active = true;
-        SockRef::from(listener).listen(0)?;
-        let addr = listener.local_addr()?;
-        for _ in 0..MAX_PLUGS {
-            match tokio::time::timeout(PLUG_PROBE, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => {
-                    self.peers.insert(stream.local_addr()?);
-                    self.streams.push(stream);
-                }
-                Ok(Err(err)) => return Err(err),
-                // This SYN was dropped: full. Dropping the attempt stops its retransmits.
-                Err(_) => return Ok(()),
-            }
-        }
-        Err(std::io::Error::other(format!(
-            "accept queue still not full after {MAX_PLUGS} connections"
-        )))
-    }
-
-    /// Back to the normal backlog. Queued plugs are recognised by `peers` once accepted.
-    fn remove(&mut self, listener: &TcpListener) {
-        if let Err(err) = SockRef::from(listener).listen(BACKLOG) {
-            warn!(error = %err, "connect_timeout: could not restore the listen backlog");
-        }
-        self.streams.clear();
-        self.active = false;
-    }
 }
