@@ -94,6 +94,23 @@ async fn blackhole_silent_opens_the_breaker_before_the_probe_ejects() {
     );
 }
 
+/// Extensions beyond Toxiproxy (sluice-toxiproxy only): a member whose proxy drops every
+/// handshake, one whose proxy accepts late, and resets aimed at the first connections. With
+/// healthy members to redial to, no client may fail in any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handshake_faults_and_targeted_resets_fail_no_client() {
+    if std::env::var_os("TOXIPROXY_URL").is_some() {
+        return; // a real Toxiproxy has none of these toxic types
+    }
+    for name in ["connect-timeout", "slow-accept", "first-resets"] {
+        let report = run_shipped(name).await;
+        assert_eq!(
+            report.measures.failed_after_ejection, 0,
+            "{name}:\n{report}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn half_close_keeps_every_completed_connection_whole() {
     let report = run_shipped("half-close").await;
@@ -263,12 +280,15 @@ fn every_shipped_scenario_is_valid() {
     let expected = [
         "blackhole",
         "blackhole-silent",
+        "connect-timeout",
         "dc-failover",
         "explain-promise",
+        "first-resets",
         "flap",
         "half-close",
         "member-down",
         "reset-storm",
+        "slow-accept",
         "slow-and-thin",
     ];
     assert_eq!(names, expected);
@@ -311,7 +331,22 @@ fn bad_scenarios_name_file_key_and_reason() {
              [traffic]\n[[timeline]]\nat = \"1s\"\naction = \"add_toxic\"\nmember = \"a\"\n\
              toxic = { type = \"lag\" }\n",
             "bad.toml: timeline[0].toxic.type = \"lag\": unknown toxic type (valid: latency, \
-             bandwidth, slow_close, timeout, reset_peer, limit_data, slicer, noop)",
+             bandwidth, slow_close, timeout, reset_peer, limit_data, slicer, noop, connect_timeout, \
+             slow_accept)",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+             [traffic]\n[[timeline]]\nat = \"1s\"\naction = \"add_toxic\"\nmember = \"a\"\n\
+             toxic = { type = \"latency\", attributes = { clients = [\"127.0.0.2/33\"] } }\n",
+            "bad.toml: timeline[0].toxic.attributes.clients[0] = \"127.0.0.2/33\": expected an \
+             address block like \"127.0.0.2/32\"",
+        ),
+        (
+            "[sluice.routes.app]\npool = \"app\"\n[sluice.pools.app]\n[[members]]\nname = \"a\"\n\
+             [traffic]\n[[timeline]]\nat = \"1s\"\naction = \"add_toxic\"\nmember = \"a\"\n\
+             toxic = { type = \"connect_timeout\", attributes = { first = 2 } }\n",
+            "bad.toml: timeline[0].toxic.attributes.first = 2: connect_timeout acts on the listener \
+             before any connection exists, so it cannot be targeted",
         ),
     ];
     for (text, expected) in cases {

@@ -8,6 +8,7 @@
 //! api/      HTTP routes and handlers (axum): parse, call the store, shape Toxiproxy's JSON
 //! store     proxies by name: create, update, delete, populate, reset
 //! proxy     one proxy: listener lifecycle (enabled = listening), accept loop, its connections
+//! plug      extension: connect_timeout's full accept queue (handshakes stop, the port stays bound)
 //! link/     one connection: dial, both directions through the toxic chains, close or reset
 //!           direction/ (the chain walk; stages.rs: multi-step toxics), effects.rs (arithmetic)
 //! toxic/    toxic types and attributes (kind.rs), one proxy's toxic set (set.rs)
@@ -21,6 +22,7 @@ pub mod addr;
 pub mod api;
 pub mod error;
 pub mod link;
+mod plug;
 pub mod proxy;
 pub mod store;
 pub mod toxic;

@@ -6,13 +6,27 @@
 //! API answers. Enabling binds again at the recorded address; with port 0 the actual port is
 //! recorded on first start, so re-enabling reuses it. Toxics live in a [`ToxicSet`] that outlives
 //! restarts. The collection of proxies (names, duplicates, populate) is `store`'s job.
-
+//!
+//! Two extensions act here, on the listener, before a connection exists (see docs/CHAOS.md,
+//! "Extensions beyond Toxiproxy"):
+//! - `connect_timeout`: while such a toxic is installed, the accept loop stops accepting, sets
+//!   the listen backlog to 0 and fills the accept queue with its own "plug" connections until a
+//!   plug's handshake does not complete. From then on Linux drops every SYN to the port
+//!   (`tcp_abort_on_overflow` is 0 by default), so a client's connect times out instead of
+//!   being refused. Removing the toxic restores the backlog and resumes accepting; plugs are
+//!   recognised by their address and dropped, and clients still retransmitting SYNs get in.
+//! - `slow_accept`: an accepted connection waits `delay` ms (the sum over the slow_accept toxics
+//!   that target it) before the upstream is dialled and any byte moves either way. The kernel
+//!   has already completed the handshake, so the client's connect() itself returns at once.
+//!
+//! Each accepted connection gets a sequence number, for targeting's `first`.
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,10 +35,16 @@ use tracing::{info, warn};
 use crate::addr::AddrPolicy;
 use crate::error::Error;
 use crate::link;
-use crate::toxic::ToxicSet;
+use crate::link::effects::roll;
+use crate::plug::Plug;
+use crate::toxic::kind::ToxicKind;
+use crate::toxic::{Conn, ToxicSet};
 
 /// Pause after a failed accept before trying again.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long a toxic API call waits for the accept loop to apply a `connect_timeout` change.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// A proxy's settable fields, as the API reads and writes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +63,8 @@ pub struct Proxy {
     name: String,
     policy: AddrPolicy,
     toxics: Arc<ToxicSet>,
+    /// Whether the accept loop currently holds the listener plugged (`connect_timeout`).
+    plugged: Arc<watch::Sender<bool>>,
     // An async mutex, held across bind and shutdown on purpose: it orders the control operations
     // on this proxy, as Toxiproxy's per-proxy lock does. The data path never takes it.
     state: Mutex<State>,
@@ -78,6 +100,7 @@ impl Proxy {
             name,
             policy,
             toxics: Arc::new(ToxicSet::default()),
+            plugged: Arc::new(watch::Sender::new(false)),
             state: Mutex::new(State {
                 listen,
                 upstream,
@@ -94,6 +117,25 @@ impl Proxy {
     /// The proxy's toxics.
     pub fn toxics(&self) -> &Arc<ToxicSet> {
         &self.toxics
+    }
+
+    /// Waits until the listener reflects the toxics: plugged exactly while the proxy runs and
+    /// has a `connect_timeout` toxic. Toxic API calls wait on this (bounded by [`SETTLE`]), so a
+    /// test may connect straight after the call returns.
+    pub async fn settled(&self) {
+        let mut plugged = self.plugged.subscribe();
+        let mut chains = self.toxics.subscribe();
+        loop {
+            let running = self.state.lock().await.running.is_some();
+            let want = running && chains.borrow_and_update().blocks_handshakes();
+            if *plugged.borrow_and_update() == want {
+                return;
+            }
+            tokio::select! {
+                _ = plugged.changed() => {}
+                _ = chains.changed() => {}
+            }
+        }
     }
 
     /// Current listen, upstream and enabled.
@@ -185,6 +227,7 @@ impl Proxy {
             self.clone_handles(),
             stop.clone(),
             connections.clone(),
+            self.plugged.clone(),
         ));
         info!(proxy = %self.name, listen = %bound, upstream = %state.upstream, "started proxy");
         state.running = Some(Running {
@@ -217,21 +260,60 @@ async fn accept_loop(
     (toxics, policy, name): (Arc<ToxicSet>, AddrPolicy, String),
     stop: CancellationToken,
     connections: TaskTracker,
+    gate: Arc<watch::Sender<bool>>,
 ) {
+    let mut chains = toxics.subscribe();
+    let mut plug = Plug::default();
+    // Set when plugging failed, so it is not retried until the toxics change.
+    let mut plug_failed = false;
     loop {
+        let want = chains.borrow_and_update().blocks_handshakes();
+        if want && !plug.active && !plug_failed {
+            if let Err(err) = plug.insert(&listener).await {
+                warn!(proxy = %name, error = %err, "connect_timeout: could not stop handshakes");
+                plug.remove(&listener);
+                plug_failed = true;
+            }
+        } else if !want && plug.active {
+            plug.remove(&listener);
+        }
+        gate.send_replace(plug.active);
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
+            _ = chains.changed() => {
+                plug_failed = false;
+                continue;
+            }
+            accepted = listener.accept(), if !plug.active => accepted,
         };
         match accepted {
-            Ok((client, _)) => {
-                connections.spawn(link::serve(
+            Ok((client, peer)) => {
+                if plug.peers.remove(&peer) {
+                    continue;
+                }
+                let conn = Conn {
+                    peer,
+                    seq: toxics.next_conn_seq(),
+                };
+                let delay = slow_accept_delay(&toxics, conn);
+                let serve = link::serve(
                     client,
+                    conn,
                     upstream.clone(),
                     toxics.subscribe(),
                     policy,
                     stop.child_token(),
-                ));
+                );
+                let stop = stop.clone();
+                connections.spawn(async move {
+                    if !delay.is_zero() {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                    serve.await;
+                });
             }
             // Per-connection failures (aborted handshakes, fd exhaustion) should not take the
             // proxy down. The short pause keeps fd exhaustion from spinning and flooding the log.
@@ -244,5 +326,22 @@ async fn accept_loop(
             }
         }
     }
+    gate.send_replace(false);
     info!(proxy = %name, "stopped proxy");
+}
+
+/// `slow_accept`: the sum of the delays of the toxics that target `conn` (toxicity rolled).
+fn slow_accept_delay(toxics: &ToxicSet, conn: Conn) -> Duration {
+    let mut rng = rand::rng();
+    let ms: i64 = toxics
+        .snapshot()
+        .all()
+        .filter_map(|t| match t.kind {
+            ToxicKind::SlowAccept(a) if t.selects(conn) && roll(t.toxicity, &mut rng) => {
+                Some(a.delay.max(0))
+            }
+            _ => None,
+        })
+        .sum();
+    Duration::from_millis(ms as u64)
 }

@@ -113,6 +113,8 @@ impl Store {
         for proxy in proxies {
             proxy.start().await?;
             proxy.toxics().clear();
+            // Bounded: a connect_timeout removed here has reopened the listener on return.
+            let _ = tokio::time::timeout(crate::proxy::SETTLE, proxy.settled()).await;
         }
         Ok(())
     }

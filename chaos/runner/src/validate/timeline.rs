@@ -8,8 +8,9 @@ use super::{Validator, human, quote};
 use crate::scenario::{Action, MemberSpec, Step, Toxic};
 use crate::schema::{ActionKind, StepFile, ToxicFile};
 
-/// Toxiproxy's toxic types.
-const TOXIC_TYPES: [&str; 8] = [
+/// Toxiproxy's toxic types, then sluice-toxiproxy's extensions (docs/CHAOS.md, "Extensions
+/// beyond Toxiproxy"), which a real Toxiproxy rejects when the step runs.
+const TOXIC_TYPES: [&str; 10] = [
     "latency",
     "bandwidth",
     "slow_close",
@@ -18,6 +19,8 @@ const TOXIC_TYPES: [&str; 8] = [
     "limit_data",
     "slicer",
     "noop",
+    "connect_timeout",
+    "slow_accept",
 ];
 const ACTIONS: [&str; 7] = [
     "add_toxic",
@@ -254,6 +257,12 @@ impl Validator {
         let mut attributes = serde_json::Map::new();
         for (name, value) in &t.attributes {
             match value {
+                // Extension: targeting by source, `clients = ["127.0.0.2/32"]`.
+                Value::Array(list) if name == "clients" => {
+                    if let Some(list) = self.clients(&format!("{key}.attributes.clients"), list) {
+                        attributes.insert(name.clone(), list);
+                    }
+                }
                 Value::Integer(n) if *n >= 0 => {
                     attributes.insert(name.clone(), serde_json::Value::from(*n));
                 }
@@ -264,6 +273,14 @@ impl Validator {
                 }
             }
         }
+        let targeted = ["clients", "first"]
+            .iter()
+            .find(|k| t.attributes.contains_key(**k));
+        if let (true, Some(k)) = (kind == "connect_timeout", targeted) {
+            let reason = "connect_timeout acts on the listener before any connection exists, so it cannot be targeted";
+            let value = t.attributes.get(*k).map(ToString::to_string);
+            self.error(format!("{key}.attributes.{k}"), value, reason);
+        }
         let name = t.name.clone();
         Some(Toxic {
             name: name.unwrap_or_else(|| format!("{kind}_{}", stream.as_str())),
@@ -272,6 +289,22 @@ impl Validator {
             toxicity,
             attributes,
         })
+    }
+
+    /// `clients`: address blocks (`"127.0.0.2/32"`, or a bare address for one host).
+    fn clients(&mut self, path: &str, list: &[Value]) -> Option<serde_json::Value> {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let ok = item.as_str().filter(|s| is_cidr(s));
+            match ok {
+                Some(s) => out.push(serde_json::Value::from(s)),
+                None => {
+                    let reason = "expected an address block like \"127.0.0.2/32\"";
+                    self.error(format!("{path}[{i}]"), Some(item.to_string()), reason);
+                }
+            }
+        }
+        (out.len() == list.len()).then_some(serde_json::Value::Array(out))
     }
 
     /// A remove_toxic must name a toxic some add_toxic puts on that member.
@@ -291,4 +324,13 @@ impl Validator {
             }
         }
     }
+}
+
+fn is_cidr(s: &str) -> bool {
+    let (addr, prefix) = s.split_once('/').unwrap_or((s, ""));
+    let Ok(addr) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    prefix.is_empty() || prefix.parse::<u8>().is_ok_and(|p| p <= max)
 }

@@ -14,10 +14,18 @@ use serde_json::{Value, json};
 
 use super::{TOXIPROXY_VERSION, error_json, json_response, no_content, ok, status_of};
 use crate::error::Error;
+use crate::proxy::{Proxy, SETTLE};
 use crate::store::Store;
 use crate::toxic::{NewToxic, ToxicPatch};
 
 type Shared = State<Arc<Store>>;
+
+/// Extension: waits (bounded) until a `connect_timeout` added or removed has taken effect on
+/// the listener, so the answer means "done", as for enabling and disabling. Other toxics
+/// settle at once.
+async fn settle(proxy: &Proxy) {
+    let _ = tokio::time::timeout(SETTLE, proxy.settled()).await;
+}
 
 pub async fn version() -> Response {
     // Byte for byte what Toxiproxy writes, trailing newline included.
@@ -115,6 +123,7 @@ pub async fn toxic_create(
 ) -> Result<Response, Error> {
     let proxy = store.get(&name).await?;
     let toxic = proxy.toxics().add(NewToxic::from_json(&body)?)?;
+    settle(&proxy).await;
     Ok(ok(&toxic.to_json()))
 }
 
@@ -151,5 +160,6 @@ pub async fn toxic_delete(
 ) -> Result<Response, Error> {
     let proxy = store.get(&name).await?;
     proxy.toxics().remove(&toxic)?;
+    settle(&proxy).await;
     Ok(no_content())
 }

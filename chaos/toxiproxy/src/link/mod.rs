@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::addr::AddrPolicy;
-use crate::toxic::{Chains, Stream};
+use crate::toxic::{Chains, Conn, Stream};
 use direction::{Direction, End};
 
 /// Largest single read, as Go's `io.Copy` buffer (32 KiB); one read becomes one chunk.
@@ -53,8 +53,10 @@ enum Outcome {
 }
 
 /// Serves one accepted client until the connection ends or `stop` fires.
+/// `conn` is the connection as targeting sees it (source address, sequence number).
 pub async fn serve(
     mut client: TcpStream,
+    conn: Conn,
     upstream: String,
     toxics: watch::Receiver<Chains>,
     policy: AddrPolicy,
@@ -77,7 +79,7 @@ pub async fn serve(
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
 
-    let outcome = relay(&mut client, &mut server, toxics, &stop).await;
+    let outcome = relay(&mut client, &mut server, conn, toxics, &stop).await;
     debug!(client = ?peer, %upstream, ?outcome, "connection ended");
     if outcome == Outcome::Reset {
         // Zero linger turns the close below into an RST.
@@ -89,6 +91,7 @@ pub async fn serve(
 async fn relay(
     client: &mut TcpStream,
     server: &mut TcpStream,
+    conn: Conn,
     toxics: watch::Receiver<Chains>,
     stop: &CancellationToken,
 ) -> Outcome {
@@ -104,7 +107,13 @@ async fn relay(
     let (down_tx, down_rx) = mpsc::channel(QUEUE_CHUNKS);
 
     let upstream = async {
-        let dir = Direction::new(Stream::Upstream, toxics.clone(), start, &mut server_write);
+        let dir = Direction::new(
+            Stream::Upstream,
+            conn,
+            toxics.clone(),
+            start,
+            &mut server_write,
+        );
         match dir.run(up_rx).await {
             End::Reset => reset.cancel(),
             End::Closed => {
@@ -114,7 +123,13 @@ async fn relay(
         }
     };
     let downstream = async {
-        let dir = Direction::new(Stream::Downstream, toxics.clone(), start, &mut client_write);
+        let dir = Direction::new(
+            Stream::Downstream,
+            conn,
+            toxics.clone(),
+            start,
+            &mut client_write,
+        );
         match dir.run(down_rx).await {
             End::Reset => reset.cancel(),
             End::Closed => {

@@ -20,6 +20,9 @@ pub const TYPES: &[&str] = &[
     "reset_peer",
     "limit_data",
     "slicer",
+    // Extensions (not in Toxiproxy): they act on the listener, not on data. See `proxy`.
+    "connect_timeout",
+    "slow_accept",
 ];
 
 /// One toxic's type with its attributes.
@@ -41,6 +44,12 @@ pub enum ToxicKind {
     LimitData(LimitData),
     /// Cuts chunks into slices of about `average_size` ± `size_variation` bytes, `delay` µs apart.
     Slicer(Slicer),
+    /// Extension: the proxy's listener stops completing TCP handshakes while this toxic exists,
+    /// so a client's connect times out (its SYNs are dropped) rather than being refused.
+    ConnectTimeout,
+    /// Extension: each new connection is accepted (and its upstream dialled) only `delay` ms
+    /// after the kernel completed its handshake.
+    SlowAccept(SlowClose),
 }
 
 /// Attributes of `latency`.
@@ -120,6 +129,8 @@ impl ToxicKind {
             "reset_peer" => ToxicKind::ResetPeer(attrs(attributes)?),
             "limit_data" => ToxicKind::LimitData(attrs(attributes)?),
             "slicer" => ToxicKind::Slicer(attrs(attributes)?),
+            "connect_timeout" => ToxicKind::ConnectTimeout,
+            "slow_accept" => ToxicKind::SlowAccept(attrs(attributes)?),
             _ => return Err(Error::InvalidToxicType),
         })
     }
@@ -135,16 +146,18 @@ impl ToxicKind {
             ToxicKind::ResetPeer(_) => "reset_peer",
             ToxicKind::LimitData(_) => "limit_data",
             ToxicKind::Slicer(_) => "slicer",
+            ToxicKind::ConnectTimeout => "connect_timeout",
+            ToxicKind::SlowAccept(_) => "slow_accept",
         }
     }
 
     /// The `attributes` object, with every field present as Go marshals a struct.
     pub fn attributes(&self) -> Value {
         let value = match self {
-            ToxicKind::Noop => Ok(Value::Object(Default::default())),
+            ToxicKind::Noop | ToxicKind::ConnectTimeout => Ok(Value::Object(Default::default())),
             ToxicKind::Latency(a) => serde_json::to_value(a),
             ToxicKind::Bandwidth(a) => serde_json::to_value(a),
-            ToxicKind::SlowClose(a) => serde_json::to_value(a),
+            ToxicKind::SlowClose(a) | ToxicKind::SlowAccept(a) => serde_json::to_value(a),
             ToxicKind::Timeout(a) | ToxicKind::ResetPeer(a) => serde_json::to_value(a),
             ToxicKind::LimitData(a) => serde_json::to_value(a),
             ToxicKind::Slicer(a) => serde_json::to_value(a),

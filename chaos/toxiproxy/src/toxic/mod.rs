@@ -8,6 +8,7 @@
 
 pub mod kind;
 pub mod set;
+pub mod target;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 
 pub use kind::ToxicKind;
 pub use set::{Chains, ToxicSet};
+pub use target::{Conn, Target};
 
 use crate::error::Error;
 
@@ -58,6 +60,11 @@ pub struct Toxic {
     pub uid: u64,
     /// Bumped by every update, so each connection re-rolls toxicity and restarts timers.
     pub rev: u64,
+    /// Extension: which connections it acts on (`clients`, `first` in `attributes`).
+    pub target: Target,
+    /// The proxy's next connection sequence number when the toxic was added; `first` counts
+    /// from here. Kept by updates, like `uid`.
+    pub first_seq: u64,
     /// When this revision took effect; `timeout` counts from here (or from the connection's
     /// start, whichever is later).
     pub since: Instant,
@@ -138,10 +145,14 @@ impl NewToxic {
         &self.name
     }
 
-    /// Parses the attributes and builds the toxic, with a fresh identity.
-    pub fn build(self) -> Result<Toxic, Error> {
+    /// Parses the attributes and builds the toxic, with a fresh identity; `first_seq` is the
+    /// proxy's next connection sequence number.
+    pub fn build(self, first_seq: u64) -> Result<Toxic, Error> {
+        let (kind, target) = parse_attributes(&self.type_name, &self.attributes)?;
         Ok(Toxic {
-            kind: ToxicKind::parse(&self.type_name, self.attributes)?,
+            kind,
+            target,
+            first_seq,
             name: self.name,
             stream: self.stream,
             stream_label: self.stream_label,
@@ -151,6 +162,19 @@ impl NewToxic {
             since: Instant::now(),
         })
     }
+}
+
+/// The kind and the targeting from one `attributes` object.
+fn parse_attributes(type_name: &str, attributes: &Value) -> Result<(ToxicKind, Target), Error> {
+    let kind = ToxicKind::parse(type_name, target::strip(attributes))?;
+    let target = Target::parse(attributes)?;
+    if kind == ToxicKind::ConnectTimeout && target.is_set() {
+        // Its SYNs are dropped by the kernel before the proxy can see who sent them.
+        return Err(Error::BadRequestBody(
+            "connect_timeout acts on the listener before any connection exists: clients and first do not apply".into(),
+        ));
+    }
+    Ok((kind, target))
 }
 
 impl ToxicPatch {
@@ -163,8 +187,20 @@ impl ToxicPatch {
 impl Toxic {
     /// This toxic with `patch` applied: same identity, next revision, effective now.
     pub fn patched(&self, patch: ToxicPatch) -> Result<Toxic, Error> {
+        let mut merged = self.attributes();
+        match (patch.attributes, &mut merged) {
+            (Value::Null, _) => {}
+            (Value::Object(patch), Value::Object(current)) => current.extend(patch),
+            (other, _) => {
+                return Err(Error::BadRequestBody(format!(
+                    "attributes must be an object, got {other}"
+                )));
+            }
+        }
+        let (kind, target) = parse_attributes(self.kind.type_name(), &merged)?;
         Ok(Toxic {
-            kind: self.kind.patched(patch.attributes)?,
+            kind,
+            target,
             toxicity: patch.toxicity.unwrap_or(self.toxicity),
             rev: self.rev + 1,
             since: Instant::now(),
@@ -175,13 +211,25 @@ impl Toxic {
     /// The JSON the API returns for this toxic.
     pub fn to_json(&self) -> Value {
         let json = ToxicJson {
-            attributes: self.kind.attributes(),
+            attributes: self.attributes(),
             name: &self.name,
             type_name: self.kind.type_name(),
             stream: &self.stream_label,
             toxicity: self.toxicity,
         };
         serde_json::to_value(json).unwrap_or(Value::Null)
+    }
+
+    /// The kind's attributes plus the targeting keys that are set.
+    fn attributes(&self) -> Value {
+        let mut attributes = self.kind.attributes();
+        self.target.write(&mut attributes);
+        attributes
+    }
+
+    /// Whether this toxic acts on `conn` (targeting only; `toxicity` is rolled separately).
+    pub fn selects(&self, conn: Conn) -> bool {
+        self.target.selects(conn, self.first_seq)
     }
 }
 
@@ -194,7 +242,7 @@ mod tests {
     fn defaults_follow_toxiproxy() {
         let toxic = NewToxic::from_json(br#"{"type":"latency","attributes":{"latency":5}}"#)
             .unwrap()
-            .build()
+            .build(0)
             .unwrap();
         assert_eq!(
             toxic.to_json(),

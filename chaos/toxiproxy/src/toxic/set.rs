@@ -7,10 +7,11 @@
 //! end of their stream's chain, which is the order data passes through them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
-use super::{NewToxic, Stream, Toxic, ToxicPatch};
+use super::{NewToxic, Stream, Toxic, ToxicKind, ToxicPatch};
 use crate::error::Error;
 
 /// One snapshot of a proxy's toxics: each stream's chain, in the order data passes through it.
@@ -46,6 +47,11 @@ impl Chains {
         self.all().find(|t| t.name == name)
     }
 
+    /// Extension: whether a `connect_timeout` toxic is installed (on either stream).
+    pub fn blocks_handshakes(&self) -> bool {
+        self.all().any(|t| t.kind == ToxicKind::ConnectTimeout)
+    }
+
     fn position(&self, name: &str) -> Option<(Stream, usize)> {
         [Stream::Upstream, Stream::Downstream]
             .into_iter()
@@ -57,12 +63,15 @@ impl Chains {
 #[derive(Debug)]
 pub struct ToxicSet {
     tx: watch::Sender<Chains>,
+    /// Sequence number of the next accepted connection (targeting's `first` counts these).
+    next_conn: AtomicU64,
 }
 
 impl Default for ToxicSet {
     fn default() -> Self {
         ToxicSet {
             tx: watch::Sender::new(Chains::default()),
+            next_conn: AtomicU64::new(0),
         }
     }
 }
@@ -71,6 +80,11 @@ impl ToxicSet {
     /// A receiver for a new connection: it sees the current chains and every later change.
     pub fn subscribe(&self) -> watch::Receiver<Chains> {
         self.tx.subscribe()
+    }
+
+    /// Numbers a newly accepted connection: 0, 1, 2, ... over the proxy's life.
+    pub fn next_conn_seq(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::SeqCst)
     }
 
     /// The current snapshot.
@@ -85,7 +99,9 @@ impl ToxicSet {
             if chains.find(new.name()).is_some() {
                 return false;
             }
-            result = new.build().map(Arc::new);
+            // Read under the channel's lock: a connection numbered from here on is "after" it.
+            let first_seq = self.next_conn.load(Ordering::SeqCst);
+            result = new.build(first_seq).map(Arc::new);
             match &result {
                 Ok(toxic) => {
                     chains.chain_mut(toxic.stream).push(toxic.clone());

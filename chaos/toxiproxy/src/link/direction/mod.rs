@@ -23,7 +23,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{Chunk, effects};
 use crate::toxic::kind::ToxicKind;
-use crate::toxic::{Chains, Stream, Toxic};
+use crate::toxic::{Chains, Conn, Stream, Toxic};
 
 mod stages;
 
@@ -69,6 +69,8 @@ struct StageState {
 /// One direction's runtime. `W` is the destination's write half.
 pub struct Direction<'a, W> {
     stream: Stream,
+    /// This connection, for toxics' targeting.
+    conn: Conn,
     toxics: watch::Receiver<Chains>,
     /// When the connection opened; a `timeout` toxic older than that counts from here.
     link_start: Instant,
@@ -81,12 +83,14 @@ impl<'a, W: AsyncWrite + Unpin + Send> Direction<'a, W> {
     /// A direction applying `stream`'s chain from `toxics` and writing to `out`.
     pub fn new(
         stream: Stream,
+        conn: Conn,
         toxics: watch::Receiver<Chains>,
         link_start: Instant,
         out: &'a mut W,
     ) -> Self {
         let mut dir = Direction {
             stream,
+            conn,
             toxics,
             link_start,
             chain: Arc::from(Vec::new()),
@@ -143,13 +147,13 @@ impl<'a, W: AsyncWrite + Unpin + Send> Direction<'a, W> {
         for toxic in toxics {
             let state = self.states.entry(toxic.uid).or_insert_with(|| StageState {
                 rev: toxic.rev,
-                active: effects::roll(toxic.toxicity, &mut rng),
+                active: toxic.selects(self.conn) && effects::roll(toxic.toxicity, &mut rng),
                 sent: 0,
                 debt_ns: 0,
             });
             if state.rev != toxic.rev {
                 state.rev = toxic.rev;
-                state.active = effects::roll(toxic.toxicity, &mut rng);
+                state.active = toxic.selects(self.conn) && effects::roll(toxic.toxicity, &mut rng);
             }
             chain.push(Stage {
                 toxic: toxic.clone(),
@@ -194,7 +198,11 @@ impl<'a, W: AsyncWrite + Unpin + Send> Direction<'a, W> {
             }
             let toxic = &stage.toxic;
             match &toxic.kind {
-                ToxicKind::Noop | ToxicKind::SlowClose(_) => self.emit(chain, i + 1, chunk).await,
+                // The listener-level extensions have done their work before any data flows.
+                ToxicKind::Noop
+                | ToxicKind::SlowClose(_)
+                | ToxicKind::ConnectTimeout
+                | ToxicKind::SlowAccept(_) => self.emit(chain, i + 1, chunk).await,
                 ToxicKind::Latency(l) => {
                     let delay = effects::latency_delay(l, &mut rand::rng());
                     hold(&self.toxics, toxic, chunk.at + delay).await;
