@@ -115,6 +115,8 @@ impl Checker {
                 outcome = probe() => outcome,
             };
             let took = started.elapsed();
+            // The probe's descriptor is free again: if shedding lost its spare, take it back.
+            let _ = crate::resources::restore_spare_fd();
             self.metrics.duration.record(took.as_secs_f64());
             if let Err(ProbeFailure::LocalResource { error }) = &outcome {
                 let error = std::io::Error::other(error.clone());

@@ -82,6 +82,10 @@ pub async fn accept_loop(
         let route = route.load_full();
         match accepted {
             Ok((stream, client)) => {
+                // If shedding lost its spare to another thread, a descriptor free now goes to
+                // the spare before this client's member connect can take it: otherwise the
+                // last free pair could become one more idle relay and leave none to shed with.
+                let _ = resources::restore_spare_fd();
                 tracker.spawn(connection::serve(route, stream, client));
             }
             Err(e) if is_per_connection(&e) => {
