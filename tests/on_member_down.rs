@@ -73,34 +73,68 @@ async fn echo(stream: &mut TcpStream) -> bool {
     )
 }
 
-#[tokio::test]
-async fn close_cuts_live_connections_when_the_member_goes_down() {
-    let up = Upstream::start(Behavior::Echo).await;
-    let health = HealthPort::start().await;
-    let sluice = start("close", up.addr, health.port).await;
-    let member = sluice.pool("app").members()[0].clone();
-    eventually(Duration::from_secs(5), "the member up", || member.is_up()).await;
-    let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
-    assert!(echo(&mut client).await);
+/// One echo member checked on its own health port, behind a sluice with `on_member_down =
+/// policy`, and a client relaying through it.
+struct Live {
+    sluice: Sluice,
+    member: std::sync::Arc<sluice::upstream::Member>,
+    health: HealthPort,
+    client: TcpStream,
+    _up: Upstream,
+}
 
-    health.close();
-    // Cut once the checks mark it down: the client reads EOF (or a reset), not silence.
+impl Live {
+    async fn start(policy: &str) -> Self {
+        let up = Upstream::start(Behavior::Echo).await;
+        let health = HealthPort::start().await;
+        let sluice = start(policy, up.addr, health.port).await;
+        let member = sluice.pool("app").members()[0].clone();
+        eventually(Duration::from_secs(5), "the member up", || member.is_up()).await;
+        let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
+        assert!(echo(&mut client).await);
+        Self {
+            sluice,
+            member,
+            health,
+            client,
+            _up: up,
+        }
+    }
+}
+
+/// The client reads EOF (or a reset) within 5 s: sluice cut the connection, not silence.
+async fn assert_cut(client: &mut TcpStream) {
     let mut byte = [0u8; 1];
     let read = within(Duration::from_secs(5), "the cut", client.read(&mut byte)).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test]
+async fn close_cuts_live_connections_when_the_member_goes_down() {
+    let Live {
+        sluice,
+        member,
+        health,
+        mut client,
+        _up,
+    } = Live::start("close").await;
+
+    health.close();
+    // Cut once the checks mark it down: the client reads EOF (or a reset), not silence.
+    assert_cut(&mut client).await;
     assert!(!member.is_up());
     sluice.stop().await;
 }
 
 #[tokio::test]
 async fn keep_lets_live_connections_flow_after_the_member_goes_down() {
-    let up = Upstream::start(Behavior::Echo).await;
-    let health = HealthPort::start().await;
-    let sluice = start("keep", up.addr, health.port).await;
-    let member = sluice.pool("app").members()[0].clone();
-    eventually(Duration::from_secs(5), "the member up", || member.is_up()).await;
-    let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
-    assert!(echo(&mut client).await);
+    let Live {
+        sluice,
+        member,
+        health,
+        mut client,
+        _up,
+    } = Live::start("keep").await;
 
     health.close();
     eventually(Duration::from_secs(5), "the member down", || {
@@ -114,18 +148,16 @@ async fn keep_lets_live_connections_flow_after_the_member_goes_down() {
 
 #[tokio::test]
 async fn close_cuts_live_connections_when_the_member_is_drained() {
-    let up = Upstream::start(Behavior::Echo).await;
-    let health = HealthPort::start().await;
-    let sluice = start("close", up.addr, health.port).await;
-    let member = sluice.pool("app").members()[0].clone();
-    eventually(Duration::from_secs(5), "the member up", || member.is_up()).await;
-    let mut client = TcpStream::connect(sluice.addr("app")).await.unwrap();
-    assert!(echo(&mut client).await);
+    let Live {
+        sluice,
+        member,
+        health,
+        mut client,
+        _up,
+    } = Live::start("close").await;
 
     assert!(member.set_drained(true));
-    let mut byte = [0u8; 1];
-    let read = within(Duration::from_secs(5), "the cut", client.read(&mut byte)).await;
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_cut(&mut client).await;
     // Undrained, it serves new clients again: a fresh token for fresh connections.
     assert!(member.set_drained(false));
     let mut again = TcpStream::connect(sluice.addr("app")).await.unwrap();
@@ -212,9 +244,7 @@ async fn a_returning_primary_takes_its_clients_back() {
 
     PRIMARY_HEALTHY.store(true, Ordering::SeqCst);
     // The primary comes up: the backup connection is cut (EOF), and a reconnect lands on it.
-    let mut byte = [0u8; 1];
-    let read = within(Duration::from_secs(5), "the cut", client.read(&mut byte)).await;
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_cut(&mut client).await;
     assert!(members[0].is_up());
     let mut again = TcpStream::connect(sluice.addr("app")).await.unwrap();
     assert!(echo(&mut again).await);
