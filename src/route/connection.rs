@@ -147,7 +147,8 @@ async fn handle(route: &RouteContext, mut client: TcpStream, peer: SocketAddr, c
     }
     // Before any limit, rate token or member is touched: a refused address costs nothing.
     // Dropping the socket closes it; the client learns at once.
-    if !route.clients.admits(peer.ip()) {
+    // Routes without allow/deny lists skip the check (no canonicalizing, no list walk).
+    if !route.clients.is_open() && !route.clients.admits(peer.ip()) {
         return finish(route, record, Outcome::Denied, "PR", started);
     }
     // Held until the connection ends (this function returns).
