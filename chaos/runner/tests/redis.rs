@@ -21,7 +21,8 @@ impl Redis {
     fn start() -> Self {
         let addr = fixed_addr();
         let child = Command::new("redis-server")
-            .args(["--port", &addr.port().to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &addr.port().to_string()])
+            .args(["--bind", &addr.ip().to_string()])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
@@ -205,9 +206,16 @@ fn user_member_mistakes_are_scenario_errors_before_anything_starts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A loopback address for a fixed-address listener (what a deployed sluice's config names).
+/// A loopback address for a fixed-address listener (what a deployed sluice's config names),
+/// on 127.0.0.2: the drills running beside this test (in this process and in `sluice-chaos`
+/// children, each walking its own ports) bind their members on 127.0.0.1, and outgoing
+/// connections take their source ports on 127.0.0.1 too, so between this pick and the bind
+/// of the listener named here nothing else can take the port (once CI saw a concurrent
+/// drill's member take a port picked on 127.0.0.1).
 fn fixed_addr() -> SocketAddr {
-    sluice_chaos::ports::fixed_loopback().expect("a free loopback port")
+    std::net::TcpListener::bind("127.0.0.2:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.2")
 }
 
 /// `sluice run` as deployed, stopped by its PID when dropped.
